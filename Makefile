@@ -1,0 +1,42 @@
+# tunesched: every target installs into .venv first (created if missing).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-fast bench lint proto install clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(PY) requirements.lock setup.cfg pyproject.toml
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(MAKE) --no-print-directory proto
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/tunesched demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not tvm and not slow"
+
+bench: $(STAMP)
+	$(PY) bench/bench_stages.py
+	$(PY) bench/bench_build.py
+	$(PY) bench/bench_policies.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+proto: $(PY)
+	$(PY) -m proto.generate
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""tunesched's command-line client (`tunesched ...`)."""

@@ -1,0 +1,6 @@
+"""Warm fork server preload for hosts that tune GPU targets (adds the CUDA intrinsics, ~12 s)."""
+
+import simpletvm._preload  # noqa: F401
+from simpletvm.intrinsics import ensure_intrinsics
+
+ensure_intrinsics("cuda")

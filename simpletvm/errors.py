@@ -1,0 +1,42 @@
+"""The simpletvm exception tree.
+
+    SimpleTVMError            base of everything simpletvm raises on purpose
+    ├── ModelError            the model cannot be read, validated or imported (bad ONNX, bad shapes)
+    ├── TargetError           the target is unknown or malformed
+    ├── JobDirError           a job directory is missing a manifest or holds a corrupt one
+    └── StageError            a tuning stage failed; carries its name and the child's traceback
+
+Errors raised inside TVM are caught at the stage boundary and re-raised as one of these with
+`raise ... from exc`, so callers never need to know TVM's exception types.
+"""
+
+from __future__ import annotations
+
+
+class SimpleTVMError(Exception):
+    """Base class of every error simpletvm raises on purpose."""
+
+
+class ModelError(SimpleTVMError):
+    """The model cannot be read, validated or imported."""
+
+
+class TargetError(SimpleTVMError):
+    """The target is unknown or malformed."""
+
+
+class JobDirError(SimpleTVMError):
+    """A job directory lacks a manifest or holds a corrupt one."""
+
+
+class StageError(SimpleTVMError):
+    """A tuning stage failed.
+
+    `stage` names it, `traceback` holds the text of the failure in the process that ran it.
+    """
+
+    def __init__(self, stage: str, message: str, traceback: str = "") -> None:
+        super().__init__(f"stage {stage} failed: {message}")
+        self.stage = stage
+        self.message = message
+        self.traceback = traceback

@@ -1,0 +1,172 @@
+"""The job directory: every stage reads and writes its state here, as JSON manifests and files.
+
+    job.json                  JobSpec (what to tune, for which target, with which budget)
+    model/model.json          the imported Relax module (TVM JSON), model/inputs.json its inputs
+    model/model.onnx          the ONNX source, when there is one
+    tasks/index.json          [TaskInfo]
+    tasks/NN/task.json        the task's workload (TVM JSON)
+    tasks/NN/db/              the task's MetaSchedule JSONDatabase (one writer: the learn stage)
+    tasks/NN/measured.txt     structural hashes of every measured candidate
+    cost_model.tar            the job's XGBoost cost model (written by learn, read by search)
+    progress.json             Progress: rounds done, trials, per-task best, tuning curve
+    rounds/rNNNN/             candidates.json (search), built.json + art/ (build), results.json
+    result/                   model.so, report.json, records.json (compile)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from simpletvm.errors import JobDirError
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (write a temp file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON manifest; JobDirError naming the file when it is missing or corrupt."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise JobDirError(f"{path} is missing: run the stage that writes it first") from exc
+    except (OSError, json.JSONDecodeError) as exc:
+        raise JobDirError(f"{path} is unreadable or corrupt: {exc}") from exc
+
+
+@dataclass
+class JobSpec:
+    """What to tune: the model, the target, the trial budget."""
+
+    name: str
+    target: dict[str, Any]
+    trials: int
+    batch_size: int = 32
+    seed: int = 0
+    model: str = ""  # "zoo:NAME", a path, or "relax" (saved module)
+    input_shapes: dict[str, list[int]] | None = None
+    latency_goal_us: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class TaskInfo:
+    """A task as listed in tasks/index.json."""
+
+    index: int
+    name: str
+    weight: int
+    flops: float
+    shash: str
+
+    @property
+    def dirname(self) -> str:
+        return f"{self.index:02d}"
+
+
+@dataclass
+class TaskProgress:
+    """Tuning progress of one task."""
+
+    trials: int = 0
+    best_us: float | None = None
+    exhausted: bool = False
+
+
+@dataclass
+class Progress:
+    """What the learn stages have committed so far (progress.json)."""
+
+    rounds: int = 0
+    trials: int = 0
+    tasks: list[TaskProgress] = field(default_factory=list)
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    cost_model_trained_size: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Progress:
+        tasks = [TaskProgress(**t) for t in data.get("tasks", [])]
+        rest = {k: v for k, v in data.items() if k != "tasks"}
+        return cls(tasks=tasks, **rest)
+
+    def estimated_latency_us(self, infos: list[TaskInfo]) -> float | None:
+        """Sum of weight x best latency over tasks; None until every task has a measurement."""
+        bests = [t.best_us for t in self.tasks]
+        if not bests or any(b is None for b in bests):
+            return None
+        return sum(info.weight * b for info, b in zip(infos, bests, strict=True))
+
+
+class JobDir:
+    """Paths and manifests of one job directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def spec_path(self) -> Path:
+        return self.root / "job.json"
+
+    @property
+    def model_path(self) -> Path:
+        return self.root / "model" / "model.json"
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.root / "model" / "model.onnx"
+
+    @property
+    def cost_model_path(self) -> Path:
+        return self.root / "cost_model.tar"
+
+    @property
+    def progress_path(self) -> Path:
+        return self.root / "progress.json"
+
+    @property
+    def result_dir(self) -> Path:
+        return self.root / "result"
+
+    def task_dir(self, info: TaskInfo) -> Path:
+        return self.root / "tasks" / info.dirname
+
+    def round_dir(self, round_: int) -> Path:
+        return self.root / "rounds" / f"r{round_:04d}"
+
+    def spec(self) -> JobSpec:
+        return JobSpec.from_dict(read_json(self.spec_path))
+
+    def write_spec(self, spec: JobSpec) -> None:
+        write_json(self.spec_path, spec.to_dict())
+
+    def tasks(self) -> list[TaskInfo]:
+        return [TaskInfo(**t) for t in read_json(self.root / "tasks" / "index.json")]
+
+    def write_tasks(self, infos: list[TaskInfo]) -> None:
+        write_json(self.root / "tasks" / "index.json", [asdict(i) for i in infos])
+
+    def progress(self) -> Progress:
+        if not self.progress_path.exists():
+            return Progress(tasks=[TaskProgress() for _ in self.tasks()])
+        return Progress.from_dict(read_json(self.progress_path))
+
+    def write_progress(self, progress: Progress) -> None:
+        write_json(self.progress_path, progress.to_dict())

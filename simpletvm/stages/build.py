@@ -1,0 +1,62 @@
+"""Stage `build`: compile each candidate of the round to a shared library, in parallel.
+
+Workers are forked from this process after TVM is imported, one per leased core.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from simpletvm.candidates import replay, shash
+from simpletvm.jobdir import read_json, write_json
+from simpletvm.pool import isolated_map
+from simpletvm.stages.base import StageContext
+from simpletvm.targets import to_tvm
+
+BUILD_TIMEOUT_S = 120.0
+
+# (module, tvm target, output path) per candidate; set before forking so workers inherit it
+_INPUTS: list[tuple[Any, Any, Path]] = []
+
+
+def compile_one(mod: Any, target: Any, out: Path) -> str:
+    """MetaSchedule's default build, exported as a shared library (linked here, not at profile)."""
+    from tvm.driver import build as tvm_build
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
+    tvm_build(mod, target=target).export_library(str(out))
+    return str(out)
+
+
+def _build_index(i: int) -> str:
+    return compile_one(*_INPUTS[i])
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    """Write rounds/rNNNN/built.json (artifact path or error per candidate) and art/*.so."""
+    import tvm
+
+    job = ctx.job
+    plan = read_json(ctx.round_dir / "candidates.json")
+    built: list[dict[str, Any]] = []
+    if plan["task"] is not None and plan["candidates"]:
+        spec = job.spec()
+        info = job.tasks()[plan["task"]]
+        workload = tvm.ir.load_json((job.task_dir(info) / "task.json").read_text())
+        target = to_tvm(spec.target)
+        art = ctx.round_dir / "art"
+        art.mkdir(parents=True, exist_ok=True)
+        mods = [replay(workload, c["trace"]).mod for c in plan["candidates"]]
+        hashes = [c["hash"] for c in plan["candidates"]]
+        mismatched = sum(shash(m) != h for m, h in zip(mods, hashes, strict=True))
+        _INPUTS[:] = [(m, target, art / f"{i:03d}.so") for i, m in enumerate(mods)]
+        outcomes = isolated_map(_build_index, len(mods), ctx.threads, BUILD_TIMEOUT_S)
+        _INPUTS.clear()
+        built = [{"artifact": o.value, "error": o.error} for o in outcomes]
+    else:
+        mismatched = 0
+    write_json(ctx.round_dir / "built.json", {"built": built})
+    return {"built": sum(b["error"] is None for b in built),
+            "errors": sum(b["error"] is not None for b in built), "hash_mismatches": mismatched}

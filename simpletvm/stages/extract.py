@@ -1,0 +1,41 @@
+"""Stage `extract`: model -> fused Relax module -> tuning tasks on disk."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from simpletvm import models, tasks
+from simpletvm.candidates import shash
+from simpletvm.jobdir import Progress, TaskInfo, TaskProgress
+from simpletvm.stages.base import StageContext
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    """Import the model (once), extract its tasks, write tasks/ and a fresh progress.json."""
+    import tvm
+
+    job = ctx.job
+    spec = job.spec()
+    if (job.root / "tasks" / "index.json").exists() and job.progress_path.exists():
+        infos = job.tasks()  # already extracted (a retry or a resumed job): keep the progress
+        return _summary(infos)
+    if job.onnx_path.exists() and not job.model_path.exists():
+        onnx_model = models.read_onnx(job.onnx_path)
+        models.save_module(models.import_onnx(onnx_model, spec.input_shapes), job.model_path)
+    mod = models.load_module(job.model_path)
+    found = tasks.extract(mod, spec.target)
+    infos = []
+    for index, task in enumerate(found):
+        info = TaskInfo(index, task.name, task.weight, task.flops, shash(task.mod))
+        task_dir = job.task_dir(info)
+        task_dir.mkdir(parents=True, exist_ok=True)
+        (task_dir / "task.json").write_text(tvm.ir.save_json(task.mod))
+        infos.append(info)
+    job.write_tasks(infos)
+    job.write_progress(Progress(tasks=[TaskProgress() for _ in infos]))
+    return _summary(infos)
+
+
+def _summary(infos: list[TaskInfo]) -> dict[str, Any]:
+    return {"tasks": len(infos), "flops": sum(i.flops * i.weight for i in infos),
+            "task_names": [i.name for i in infos]}

@@ -1,0 +1,62 @@
+"""Stage `profile`: time each built candidate on the device, one at a time.
+
+This is the stage that needs its device to itself. Each candidate runs in a forked worker so that
+a crashing kernel costs one result, not the stage.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from simpletvm.jobdir import read_json, write_json
+from simpletvm.pool import isolated_map_serial
+from simpletvm.stages.base import StageContext
+from simpletvm.targets import device_type
+
+PROFILE_TIMEOUT_S = 60.0
+# MetaSchedule LocalRunner defaults, so results compare with TVM's own loop
+NUMBER, REPEAT, MIN_REPEAT_MS = 3, 1, 100
+
+_INPUTS: list[tuple[str, str, list[Any]]] = []
+
+
+def time_one(artifact: str, device: str, args_info: list[Any]) -> list[float]:
+    """Run seconds of one artifact, as MetaSchedule's LocalRunner measures them."""
+    import tvm
+    from tvm.s_tir.meta_schedule.runner import EvaluatorConfig
+    from tvm.s_tir.meta_schedule.runner.utils import alloc_argument_common, run_evaluator_common
+
+    rt_mod = tvm.runtime.load_module(artifact)
+    dev = tvm.runtime.device(device, 0)
+    fill = tvm.get_global_func("tvm.contrib.random.random_fill_for_measure", allow_missing=True)
+    args = alloc_argument_common(fill, dev, args_info, 1)
+    config = EvaluatorConfig(number=NUMBER, repeat=REPEAT, min_repeat_ms=MIN_REPEAT_MS,
+                             enable_cpu_cache_flush=False)
+    return [float(s) for s in run_evaluator_common(rt_mod, dev, config, args)]
+
+
+def _time_index(i: int) -> list[float]:
+    return time_one(*_INPUTS[i])
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    """Write rounds/rNNNN/results.json: run_secs or an error per candidate, plus the time span."""
+    plan = read_json(ctx.round_dir / "candidates.json")
+    built = read_json(ctx.round_dir / "built.json")["built"]
+    device = device_type(ctx.job.spec().target)
+    todo = [i for i, b in enumerate(built) if b["error"] is None]
+    _INPUTS[:] = [(built[i]["artifact"], device, plan["candidates"][i]["args_info"]) for i in todo]
+    started = time.time()
+    outcomes = isolated_map_serial(_time_index, range(len(todo)), PROFILE_TIMEOUT_S)
+    finished = time.time()
+    _INPUTS.clear()
+    results: list[dict[str, Any]] = [{"run_secs": None, "error": b["error"]} for b in built]
+    for i, outcome in zip(todo, outcomes, strict=True):
+        results[i] = {"run_secs": outcome.value, "error": outcome.error}
+    write_json(ctx.round_dir / "results.json",
+               {"results": results, "started": started, "finished": finished})
+    ok = [min(r["run_secs"]) for r in results if r["run_secs"]]
+    return {"measured": len(ok), "errors": len(results) - len(ok),
+            "batch_best_us": min(ok) * 1e6 if ok else None,
+            "started": started, "finished": finished}

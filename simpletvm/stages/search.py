@@ -1,0 +1,82 @@
+"""Stage `search`: pick the next task and propose a batch of new candidates with the cost model.
+
+The evolutionary search keeps its set of measured schedules in memory only, so a fresh process
+would re-propose them: we drop candidates whose structural hash is in the task's measured.txt,
+tell the search about them, and ask again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from simpletvm import context
+from simpletvm.candidates import to_entry
+from simpletvm.jobdir import JobSpec, Progress, write_json
+from simpletvm.stages.base import StageContext
+
+MAX_ATTEMPTS = 4
+
+
+def next_task(progress: Progress, spec: JobSpec, skip: set[int]) -> int | None:
+    """Round robin by fewest trials among tasks not exhausted; None when the budget is spent."""
+    if progress.trials >= spec.trials:
+        return None
+    open_tasks = [i for i, t in enumerate(progress.tasks) if not t.exhausted and i not in skip]
+    if not open_tasks:
+        return None
+    return min(open_tasks, key=lambda i: (progress.tasks[i].trials, i))
+
+
+def _measured(path: Any) -> set[str]:
+    return set(path.read_text().split()) if path.exists() else set()
+
+
+def _propose(ctx: StageContext, spec: JobSpec, index: int, batch: int) -> list[dict[str, Any]]:
+    import tvm
+    from tvm.s_tir.meta_schedule.runner import RunnerResult
+
+    job = ctx.job
+    info = job.tasks()[index]
+    task_dir = job.task_dir(info)
+    workload = tvm.ir.load_json((task_dir / "task.json").read_text())
+    tctx = context.tune_context(workload, spec.target, info.name,
+                                seed=spec.seed * 100_003 + ctx.round + 1, num_threads=ctx.threads)
+    tctx.pre_tuning(max_trials=1 << 30, num_trials_per_iter=batch,
+                    design_spaces=tctx.generate_design_space(),
+                    database=context.database(task_dir),
+                    cost_model=context.cost_model(job.cost_model_path, ctx.threads))
+    seen = _measured(task_dir / "measured.txt")
+    out: list[dict[str, Any]] = []
+    for _ in range(MAX_ATTEMPTS):
+        proposed = tctx.generate_measure_candidates()
+        if not proposed:
+            break
+        entries = [to_entry(c) for c in proposed]
+        for entry in entries:
+            if entry["hash"] not in seen and len(out) < batch:
+                out.append(entry)
+            seen.add(entry["hash"])
+        if len(out) >= batch // 2:
+            break
+        # mark this batch measured so the next call proposes different schedules
+        tctx.notify_runner_results(proposed, [RunnerResult([1.0], None)] * len(proposed))
+    tctx.post_tuning()
+    return out
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    """Write rounds/rNNNN/candidates.json; report the task, the count and whether tuning is done."""
+    spec, progress = ctx.job.spec(), ctx.job.progress()
+    exhausted: list[int] = []
+    batch = max(1, min(spec.batch_size, spec.trials - progress.trials))
+    index, found = next_task(progress, spec, set()), []
+    while index is not None:
+        found = _propose(ctx, spec, index, batch)
+        if found:
+            break
+        exhausted.append(index)
+        index = next_task(progress, spec, set(exhausted))
+    write_json(ctx.round_dir / "candidates.json",
+               {"task": index, "candidates": found, "exhausted_tasks": exhausted})
+    return {"task": index, "candidates": len(found), "exhausted_tasks": exhausted,
+            "done": index is None}

@@ -1,0 +1,86 @@
+"""Targets: preset names, JSON strings or dicts, validated into TVM's JSON-dict form."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from typing import Any
+
+from simpletvm.errors import TargetError
+
+TargetSpec = dict[str, Any]
+
+_HELP = 'use "cpu", "cuda", or a JSON dict such as {"kind": "llvm", "num-cores": 2}'
+
+
+def _cuda_arch() -> str:
+    """The compute capability of GPU 0 as "sm_XY", or sm_80 when no driver answers."""
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"],
+                capture_output=True, text=True, timeout=10, check=True,
+            ).stdout.split()
+            if out:
+                return "sm_" + out[0].replace(".", "")
+        except (subprocess.SubprocessError, OSError):
+            pass
+    return "sm_80"
+
+
+def preset(name: str) -> TargetSpec:
+    """The target dict behind a preset name ("cpu"/"llvm" or "cuda"/"gpu")."""
+    if name in ("cpu", "llvm"):
+        return {"kind": "llvm", "num-cores": os.cpu_count() or 1}
+    if name in ("cuda", "gpu"):
+        return {
+            "kind": "cuda",
+            "arch": _cuda_arch(),
+            "max_threads_per_block": 1024,
+            "max_shared_memory_per_block": 49152,
+            "thread_warp_size": 32,
+            "host": {"kind": "llvm"},
+        }
+    raise TargetError(f"unknown target {name!r}: {_HELP}")
+
+
+def parse_target(spec: str | TargetSpec) -> TargetSpec:
+    """A validated target dict from a preset name, a JSON string or a dict."""
+    if isinstance(spec, str):
+        text = spec.strip()
+        if not text.startswith("{"):
+            return preset(text)
+        try:
+            spec = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TargetError(f"target is not valid JSON ({exc.msg}): {_HELP}") from exc
+    if not isinstance(spec, dict) or not isinstance(spec.get("kind"), str):
+        raise TargetError(f"target needs a 'kind': {_HELP}")
+    spec = dict(spec)
+    if spec["kind"] == "llvm":
+        spec.setdefault("num-cores", os.cpu_count() or 1)
+    to_tvm(spec)
+    return spec
+
+
+def to_tvm(spec: TargetSpec) -> Any:
+    """A `tvm.target.Target` for a target dict; TargetError when TVM rejects it."""
+    import tvm
+
+    try:
+        return tvm.target.Target(spec)
+    except Exception as exc:  # TVM raises several error types for bad targets
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise TargetError(f"target {json.dumps(spec)} rejected by TVM: {first}: {_HELP}") from exc
+
+
+def device_type(spec: TargetSpec) -> str:
+    """The runtime device type ("cpu" or "cuda") that profiles this target."""
+    return "cpu" if spec["kind"] == "llvm" else spec["kind"]
+
+
+def num_cores(spec: TargetSpec) -> int:
+    """Cores the target is tuned for (GPU targets: 1 host thread)."""
+    return int(spec.get("num-cores", 1)) if spec["kind"] == "llvm" else 1

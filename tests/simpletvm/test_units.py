@@ -1,0 +1,96 @@
+"""Fast unit tests of simpletvm's pure helpers: ids, targets, manifests, zoo shapes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import simpletvm
+from simpletvm import zoo
+from simpletvm.cores import format_ids, parse_ids
+from simpletvm.errors import JobDirError, ModelError, TargetError
+from simpletvm.jobdir import JobDir, JobSpec, Progress, TaskInfo, TaskProgress, read_json
+from simpletvm.targets import device_type, num_cores, parse_target
+
+
+def test_public_api_is_exported() -> None:
+    for name in simpletvm.__all__:
+        assert hasattr(simpletvm, name), name
+    assert "SimpleTVM" in simpletvm.__all__
+
+
+@pytest.mark.parametrize(("text", "ids"), [("0", [0]), ("0-3", [0, 1, 2, 3]),
+                                           ("0,2,5-6", [0, 2, 5, 6]), ("3,1", [1, 3])])
+def test_parse_ids(text: str, ids: list[int]) -> None:
+    assert parse_ids(text) == ids
+    assert parse_ids(format_ids(ids)) == ids
+
+
+@pytest.mark.parametrize("text", ["", "a", "3-1", "-1", "1-b", ","])
+def test_parse_ids_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="bad id list"):
+        parse_ids(text)
+
+
+def test_format_ids_compresses_runs() -> None:
+    assert format_ids([0, 1, 2, 3, 6, 8, 9]) == "0-3,6,8-9"
+
+
+def test_target_presets_and_forms() -> None:
+    cpu = parse_target("cpu")
+    assert cpu["kind"] == "llvm" and cpu["num-cores"] >= 1
+    assert parse_target('{"kind": "llvm", "num-cores": 2}') == {"kind": "llvm", "num-cores": 2}
+    assert parse_target({"kind": "llvm"})["num-cores"] >= 1
+    assert device_type(cpu) == "cpu" and num_cores({"kind": "llvm", "num-cores": 3}) == 3
+    cuda = parse_target("cuda")
+    assert cuda["kind"] == "cuda" and device_type(cuda) == "cuda"
+
+
+@pytest.mark.parametrize(
+    "bad", ["tpu", "{not json", '{"num-cores": 2}', '{"kind": "nosuch"}', "[]"])
+def test_bad_targets_give_one_line_errors(bad: str) -> None:
+    with pytest.raises(TargetError) as err:
+        parse_target(bad)
+    message = str(err.value)
+    assert "\n" not in message and "cpu" in message
+
+
+def test_zoo_models_validate_and_reject_bad_shapes() -> None:
+    for name in zoo.ZOO:
+        model = zoo.build(name)
+        assert model.graph.node, name
+    assert [d.dim_value for d in zoo.build("mlp", (4, 32)).graph.input[0].type.tensor_type
+            .shape.dim] == [4, 32]
+    with pytest.raises(ModelError, match="rank 4"):
+        zoo.build("resnet18", (1, 3, 32))
+    with pytest.raises(ModelError, match="unknown zoo model"):
+        zoo.build("vgg")
+
+
+def test_job_manifests_roundtrip(tmp_path) -> None:
+    job = JobDir(tmp_path)
+    spec = JobSpec(name="j", target={"kind": "llvm", "num-cores": 2}, trials=64,
+                   model="zoo:mlp", latency_goal_us=5.0)
+    job.write_spec(spec)
+    assert job.spec() == spec
+    infos = [TaskInfo(0, "a", 2, 10.0, "h0"), TaskInfo(1, "b", 1, 5.0, "h1")]
+    job.write_tasks(infos)
+    assert job.tasks() == infos
+    assert job.progress().tasks == [TaskProgress(), TaskProgress()]
+    progress = Progress(rounds=1, trials=8, tasks=[TaskProgress(8, 3.0), TaskProgress(0, None)])
+    job.write_progress(progress)
+    assert job.progress() == progress
+    assert progress.estimated_latency_us(infos) is None
+    progress.tasks[1].best_us = 1.0
+    assert progress.estimated_latency_us(infos) == 2 * 3.0 + 1.0
+
+
+def test_missing_and_corrupt_manifests(tmp_path) -> None:
+    with pytest.raises(JobDirError, match="missing"):
+        JobDir(tmp_path).spec()
+    (tmp_path / "job.json").write_text("{oops")
+    with pytest.raises(JobDirError, match="corrupt"):
+        read_json(tmp_path / "job.json")
+    (tmp_path / "ok.json").write_text(json.dumps({"a": 1}))
+    assert read_json(tmp_path / "ok.json") == {"a": 1}
