@@ -1,0 +1,39 @@
+"""Discrete-event simulation of the scheduler core with MockJobs (no TVM, simulated clock)."""
+
+from .metrics import LowerBound, SimResult, lower_bound
+from .mockjob import (
+    CPU_HOST_TIMES,
+    GPU_HOST_TIMES,
+    FakeStageExecutor,
+    MockJob,
+    StageOutcome,
+    StageTimes,
+)
+from .scenarios import (
+    HostSpec,
+    Scenario,
+    cpu_hosts_scenario,
+    gpu_host_scenario,
+    huge_scenario,
+    mixed_scenario,
+)
+from .simulator import Simulator
+
+__all__ = [
+    "CPU_HOST_TIMES",
+    "GPU_HOST_TIMES",
+    "FakeStageExecutor",
+    "HostSpec",
+    "LowerBound",
+    "MockJob",
+    "Scenario",
+    "SimResult",
+    "Simulator",
+    "StageOutcome",
+    "StageTimes",
+    "cpu_hosts_scenario",
+    "gpu_host_scenario",
+    "huge_scenario",
+    "lower_bound",
+    "mixed_scenario",
+]

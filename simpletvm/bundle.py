@@ -1,0 +1,50 @@
+"""Job state as one archive: what moves between a runner's job directory and the scheduler.
+
+"state" holds everything a job needs to resume on another host from its last learn stage:
+spec, model, tasks, record databases, measured hashes, cost model, progress. "result" holds
+what a finished job yields: result/ (model.so, report.json, records/).
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+from simpletvm.errors import JobDirError
+from simpletvm.jobdir import JobDir
+
+KINDS = ("state", "result")
+
+
+def _members(job: JobDir, kind: str) -> list[Path]:
+    root = job.root
+    if kind == "result":
+        return sorted(p for p in (root / "result").rglob("*") if p.is_file())
+    files = [job.spec_path, job.progress_path, job.cost_model_path]
+    files += [p for p in (root / "model").glob("*") if p.is_file()]
+    files += [p for p in (root / "tasks").rglob("*") if p.is_file() and ".tmp" not in p.name]
+    return [p for p in files if p.exists()]
+
+
+def pack(job: JobDir, kind: str) -> bytes:
+    """A gzipped tar of the job's `kind` files, paths relative to the job directory."""
+    if kind not in KINDS:
+        raise JobDirError(f"unknown bundle kind {kind!r}: use one of {', '.join(KINDS)}")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
+        for path in _members(job, kind):
+            tar.add(path, arcname=str(path.relative_to(job.root)))
+    return buf.getvalue()
+
+
+def unpack(data: bytes, dest: Path) -> list[str]:
+    """Extract a bundle into `dest` (created); returns the member names. Rejects unsafe paths."""
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+            names = tar.getnames()
+            tar.extractall(dest, filter="data")  # refuses absolute paths, .., links outside
+    except (tarfile.TarError, OSError) as exc:
+        raise JobDirError(f"job bundle is corrupt or unsafe: {exc}") from exc
+    return names

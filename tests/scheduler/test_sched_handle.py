@@ -1,0 +1,418 @@
+"""Exact commands for hand-written event sequences, per policy."""
+
+from __future__ import annotations
+
+import pytest
+from sched_helpers import (
+    PROFILE_RESULT,
+    cuda_runner,
+    failed,
+    feed,
+    finished,
+    llvm_runner,
+    make_state,
+    start_cmd,
+    starts,
+    submit,
+)
+
+from scheduler.core import (
+    HeartbeatReceived,
+    JobCancelled,
+    JobRejected,
+    JobStateChanged,
+    LeaseExpired,
+    MoveJob,
+    ResultRejected,
+    RevokeLease,
+    RunnerLost,
+    StageFinished,
+    Tick,
+)
+from scheduler.core.demands import Exclusivity
+
+HOST = Exclusivity.HOST
+ALL8 = tuple(range(8))
+ALL4 = (0, 1, 2, 3)
+
+
+def changed(job: str, old: str, new: str, reason: str) -> JobStateChanged:
+    return JobStateChanged(job, old, new, reason)
+
+
+def submitted_and_started(job: str) -> list[JobStateChanged]:
+    return [changed(job, "", "queued", "submitted"),
+            changed(job, "queued", "running", "first stage started")]
+
+
+def test_one_job_lifecycle_interleaved() -> None:
+    s = make_state()
+    assert feed(s, llvm_runner(), 0.0) == []
+    out = feed(s, submit("j1", trials=32), 0.0)
+    extract = start_cmd(1, "r1", "h1", "j1", 1, "extract", 0, (0,), 1024, 0.0)
+    assert out == [*submitted_and_started("j1"), extract]
+    # search: the only job on the host takes up to search's max_cores (8)
+    out = feed(s, finished(extract), 1.0)
+    search = start_cmd(2, "r1", "h1", "j1", 2, "search", 0, ALL8, 2048, 1.0)
+    assert out == [search]
+    out = feed(s, finished(search), 2.0)
+    build = start_cmd(3, "r1", "h1", "j1", 3, "build", 0, ALL8, 2048, 2.0)
+    assert out == [build]
+    # profile of an llvm job owns the whole host by default
+    out = feed(s, finished(build), 3.0)
+    profile = start_cmd(4, "r1", "h1", "j1", 4, "profile", 0, ALL8, 1024, 3.0, exclusive=HOST)
+    assert out == [profile]
+    out = feed(s, finished(profile, PROFILE_RESULT), 4.0)
+    learn = start_cmd(5, "r1", "h1", "j1", 5, "learn", 0, (0,), 1024, 4.0)
+    assert out == [learn]
+    # 32 of 32 trials: finishing, compile on up to 4 cores
+    out = feed(s, finished(learn), 5.0)
+    compile_ = start_cmd(6, "r1", "h1", "j1", 6, "compile", 0, ALL4, 4096, 5.0)
+    assert out == [changed("j1", "running", "finishing", "budget or goal reached"), compile_]
+    out = feed(s, finished(compile_, {"best_latency_us": 90.0}), 6.0)
+    assert out == [changed("j1", "finishing", "done", "compiled")]
+    job = s.jobs["j1"]
+    assert (job.trials_done, job.best_latency_us, job.finished_at) == (32, 90.0, 6.0)
+    assert s.leases == {} and s.hosts["h1"].free_cores == set(ALL8)
+
+
+def test_two_jobs_share_a_host_and_profiles_run_alone() -> None:
+    s = make_state()
+    feed(s, llvm_runner(cores=4), 0.0)
+    out = feed(s, submit("j1", trials=32), 0.0)
+    e1 = start_cmd(1, "r1", "h1", "j1", 1, "extract", 0, (0,), 1024, 0.0)
+    assert out == [*submitted_and_started("j1"), e1]
+    out = feed(s, submit("j2", trials=32), 0.0)
+    e2 = start_cmd(2, "r1", "h1", "j2", 1, "extract", 0, (1,), 1024, 0.0)
+    assert out == [*submitted_and_started("j2"), e2]
+    # two jobs on 4 cores: a search starts with at least 2 (an equal share), here 3 are free
+    out = feed(s, finished(e1), 1.0)
+    s1 = start_cmd(3, "r1", "h1", "j1", 2, "search", 0, (0, 2, 3), 2048, 1.0)
+    assert out == [s1]
+    # only core 1 is free: j2's search waits rather than start on a sliver
+    assert feed(s, finished(e2), 2.0) == []
+    # j2 waited longer than j1's new build: it goes first and takes all 4 cores
+    out = feed(s, finished(s1), 3.0)
+    s2 = start_cmd(4, "r1", "h1", "j2", 2, "search", 0, ALL4, 2048, 3.0)
+    assert out == [s2]
+    out = feed(s, finished(s2), 4.0)
+    b1 = start_cmd(5, "r1", "h1", "j1", 3, "build", 0, ALL4, 2048, 4.0)
+    assert out == [b1]
+    # j1's profile is ready and the host is idle: it takes the host, j2's build waits
+    out = feed(s, finished(b1), 5.0)
+    p1 = start_cmd(6, "r1", "h1", "j1", 4, "profile", 0, ALL4, 1024, 5.0, exclusive=HOST)
+    assert out == [p1]
+    out = feed(s, finished(p1, PROFILE_RESULT), 6.0)
+    b2 = start_cmd(7, "r1", "h1", "j2", 3, "build", 0, ALL4, 2048, 6.0)
+    assert out == [b2]
+    out = feed(s, finished(b2), 7.0)
+    p2 = start_cmd(8, "r1", "h1", "j2", 4, "profile", 0, ALL4, 1024, 7.0, exclusive=HOST)
+    assert out == [p2]
+    out = feed(s, finished(p2, PROFILE_RESULT), 8.0)
+    l1 = start_cmd(9, "r1", "h1", "j1", 5, "learn", 0, (0,), 1024, 8.0)
+    l2 = start_cmd(10, "r1", "h1", "j2", 5, "learn", 0, (1,), 1024, 8.0)
+    assert out == [l1, l2]
+
+
+def test_waiting_host_profile_drains_the_host() -> None:
+    s = make_state(jobs_per_host=3)
+    feed(s, llvm_runner(cores=4), 0.0)
+    e1 = starts(feed(s, submit("j1", trials=32), 0.0))[0]
+    s1 = starts(feed(s, finished(e1), 0.5))[0]
+    b1 = starts(feed(s, finished(s1), 1.0))[0]
+    p1 = starts(feed(s, finished(b1), 2.0))[0]
+    l1 = starts(feed(s, finished(p1, PROFILE_RESULT), 3.0))[0]
+    assert (l1.kind, l1.lease.core_ids) == ("learn", (0,))
+    # j2 arrives while j1 learns; its extract runs beside the learn
+    e2 = starts(feed(s, submit("j2", trials=64), 3.0))[0]
+    assert e2.lease.core_ids == (1,)
+    out = feed(s, finished(e2), 3.1)  # j2's search: cores 1-3 (share floor 4 // 2 = 2)
+    s2 = starts(out)[0]
+    assert (s2.kind, s2.lease.core_ids) == ("search", (1, 2, 3))
+    out = feed(s, finished(l1), 3.2)  # j1: finishing, compile waits for 2 free cores
+    assert out == [changed("j1", "running", "finishing", "budget or goal reached")]
+    c1 = starts(feed(s, finished(s2), 4.0))[0]
+    b2 = None
+    assert (c1.kind, c1.lease.core_ids) == ("compile", ALL4)
+    out = feed(s, StageFinished(c1.lease.lease_id, c1.lease.epoch, "j1", c1.stage_id), 5.0)
+    b2 = starts(out)[0]
+    assert out == [changed("j1", "finishing", "done", "compiled"), b2]
+    assert (b2.kind, b2.lease.core_ids) == ("build", ALL4)
+    # j3 arrives while j2 builds; j2's profile becomes ready -> j3's extract is held back
+    out = feed(s, submit("j3", trials=32), 5.5)
+    assert starts(out) == []  # no free core
+    out = feed(s, finished(b2), 6.0)
+    p2 = start_cmd(10, "r1", "h1", "j2", 4, "profile", 0, ALL4, 1024, 6.0, exclusive=HOST)
+    assert out == [p2]  # the profile goes first and alone; j3 still waits
+    out = feed(s, finished(p2, PROFILE_RESULT), 7.0)
+    assert [(c.job_id, c.kind) for c in starts(out)] == [("j3", "extract"), ("j2", "learn")]
+
+
+def test_host_profile_waits_for_running_lease_and_blocks_newcomers() -> None:
+    s = make_state(jobs_per_host=3)
+    feed(s, llvm_runner(cores=4), 0.0)
+    e1 = starts(feed(s, submit("j1", trials=32), 0.0))[0]
+    e2 = starts(feed(s, submit("j2", trials=32), 0.0))[0]
+    s1 = starts(feed(s, finished(e1), 1.0))[0]  # cores 0, 2, 3
+    assert s1.lease.core_ids == (0, 2, 3)
+    b1 = starts(feed(s, finished(s1), 2.0))[0]  # j2's extract still holds core 1
+    assert b1.lease.core_ids == (0, 2, 3)
+    # j1's build ends; its profile needs the host but j2's extract runs: drain
+    assert feed(s, finished(b1), 3.0) == []
+    assert feed(s, submit("j3", trials=32), 3.5) == [changed("j3", "", "queued", "submitted")]
+    # j2's extract ends: the host is empty, j1's profile takes it; nobody else starts
+    out = feed(s, finished(e2), 4.0)
+    assert out == [start_cmd(5, "r1", "h1", "j1", 4, "profile", 0, ALL4, 1024, 4.0,
+                             exclusive=HOST)]
+
+
+def test_cuda_profile_owns_its_gpu_and_one_core_beside_cpu_stages() -> None:
+    s = make_state()
+    feed(s, cuda_runner(cores=8, gpus=1), 0.0)
+    runs = {}
+    for job in ("j1", "j2"):
+        runs[job] = starts(feed(s, submit(job, target_kind="cuda", trials=32), 0.0))[0]
+    s1 = starts(feed(s, finished(runs["j1"]), 1.0))[0]
+    assert s1.lease.core_ids == (0, 2, 3, 4, 5, 6, 7)  # core 1: j2's extract
+    b1 = starts(feed(s, finished(s1), 2.0))[0]
+    out = feed(s, finished(b1), 3.0)
+    p1 = start_cmd(5, "g1", "gh1", "j1", 4, "profile", 0, (0,), 1024, 3.0, gpus=(0,),
+                   exclusive=Exclusivity.GPU)
+    assert out == [p1]
+    # j2's search runs beside the GPU profile on the cores it leaves
+    s2 = starts(feed(s, finished(runs["j2"]), 3.5))[0]
+    assert (s2.kind, s2.lease.core_ids, s2.lease.gpu_ids) == ("search", (1, 2, 3, 4, 5, 6, 7),
+                                                               ())
+
+
+def test_foreign_load_defers_profiles() -> None:
+    s = make_state()
+    feed(s, llvm_runner(cores=2), 0.0)
+    e = starts(feed(s, submit("j1", trials=32), 0.0))[0]
+    sr = starts(feed(s, finished(e), 1.0))[0]
+    b = starts(feed(s, finished(sr), 2.0))[0]
+    assert feed(s, HeartbeatReceived("r1", foreign_load=0.5), 2.5) == []
+    assert feed(s, finished(b), 3.0) == []  # profile deferred: foreign load 0.5 > 0.25
+    assert feed(s, HeartbeatReceived("r1", foreign_load=0.3), 4.0) == []
+    out = feed(s, HeartbeatReceived("r1", foreign_load=0.1), 5.0)
+    assert out == [start_cmd(4, "r1", "h1", "j1", 4, "profile", 0, (0, 1), 1024, 5.0,
+                             exclusive=HOST)]
+
+
+def test_results_under_dead_leases_or_stale_epochs_are_rejected() -> None:
+    s = make_state()
+    feed(s, llvm_runner(), 0.0)
+    e = starts(feed(s, submit("j1"), 0.0))[0]
+    lease = e.lease
+    stale = StageFinished(lease.lease_id, lease.epoch + 7, "j1", e.stage_id, {})
+    assert feed(s, stale, 1.0) == [ResultRejected(lease.lease_id, lease.epoch + 7, "j1",
+                                                  e.stage_id, "stale epoch 8 (lease has 1)")]
+    wrong = StageFinished(lease.lease_id, lease.epoch, "j1", "j1/99", {})
+    assert feed(s, wrong, 1.0) == [ResultRejected(lease.lease_id, 1, "j1", "j1/99",
+                                                  "lease is for j1 j1/1")]
+    search = starts(feed(s, finished(e), 2.0))[0]
+    assert feed(s, finished(e), 3.0) == [ResultRejected(lease.lease_id, 1, "j1", e.stage_id,
+                                                        "unknown or dead lease")]
+    assert feed(s, failed(e), 3.0)[0].reason == "unknown or dead lease"
+    assert s.jobs["j1"].stage.stage_id == search.stage_id
+
+
+def test_lease_expires_without_heartbeat_and_heartbeat_extends_it() -> None:
+    s = make_state(lease_ttl_s=10.0)
+    feed(s, llvm_runner(), 0.0)
+    e = starts(feed(s, submit("j1"), 0.0))[0]
+    assert e.lease.expiry == 10.0
+    assert feed(s, HeartbeatReceived("r1"), 5.0) == []
+    assert feed(s, Tick(), 14.0) == []  # extended to 15
+    assert s.leases[e.lease.lease_id].expiry == 15.0
+    out = feed(s, Tick(), 15.0)
+    retry = start_cmd(2, "r1", "h1", "j1", 2, "extract", 0, (0,), 1024, 15.0, expiry=25.0)
+    assert out == [RevokeLease(e.lease.lease_id, "r1", "lease expired"), retry]
+    # the late result of the expired attempt is rejected; the retry's is accepted
+    assert isinstance(feed(s, finished(e), 16.0)[0], ResultRejected)
+    assert starts(feed(s, finished(retry), 17.0))[0].kind == "search"
+
+
+def test_lease_expired_event() -> None:
+    s = make_state()
+    feed(s, llvm_runner(), 0.0)
+    e = starts(feed(s, submit("j1"), 0.0))[0]
+    out = feed(s, LeaseExpired(e.lease.lease_id, cause="watchdog"), 1.0)
+    assert out == [RevokeLease("lease-1", "r1", "lease expired", "watchdog"),
+                   start_cmd(2, "r1", "h1", "j1", 2, "extract", 0, (0,), 1024, 1.0,
+                             cause="watchdog")]
+    assert feed(s, LeaseExpired("lease-1"), 2.0) == []
+
+
+def test_runner_lost_requeues_and_moves_the_job() -> None:
+    s = make_state()
+    feed(s, llvm_runner("r1", "h1"), 0.0)
+    e = starts(feed(s, submit("j1", trials=32), 0.0))[0]
+    sr = starts(feed(s, finished(e), 1.0))[0]
+    # no other host yet: the stage is revoked and the job waits for one
+    out = feed(s, RunnerLost("r1", cause="conn-closed"), 2.0)
+    assert out == [RevokeLease(sr.lease.lease_id, "r1", "runner lost", "conn-closed")]
+    assert s.jobs["j1"].host_id is None
+    out = feed(s, llvm_runner("r2", "h2"), 3.0)
+    assert out == [MoveJob("j1", "h1", "h2"),
+                   start_cmd(3, "r2", "h2", "j1", 3, "search", 0, ALL8, 2048, 3.0)]
+
+
+def test_job_moved_mid_round_restarts_the_round_at_search() -> None:
+    s = make_state()
+    feed(s, llvm_runner("r1", "h1"), 0.0)
+    e = starts(feed(s, submit("j1", trials=64), 0.0))[0]
+    sr = starts(feed(s, finished(e), 1.0))[0]
+    bd = starts(feed(s, finished(sr, {"candidates": 32}), 2.0))[0]
+    assert bd.kind == "build"
+    feed(s, RunnerLost("r1"), 3.0)
+    out = starts(feed(s, llvm_runner("r2", "h2"), 4.0))
+    # the round's candidates stayed on h1: the new host searches round 0 again
+    assert [(c.kind, c.round, c.runner_id) for c in out] == [("search", 0, "r2")]
+
+
+def test_runner_sharing_a_host_offers_a_subset_and_resources_count_once() -> None:
+    s = make_state()
+    feed(s, llvm_runner("ra", "h1", cores=4), 0.0)  # cores 0-3
+    feed(s, __import__("scheduler.core", fromlist=["RunnerRegistered"]).RunnerRegistered(
+        "rb", "h1", (2, 3, 4, 5), (), 65536, ("llvm",)), 0.0)
+    host = s.hosts["h1"]
+    assert host.cores == frozenset(range(6)) and host.memory_mb == 65536
+    e = starts(feed(s, submit("j1", trials=32), 0.0))[0]
+    sr = starts(feed(s, finished(e), 1.0))[0]
+    assert (sr.runner_id, sr.lease.core_ids) == ("ra", ALL4)  # within what ra offers
+    out = feed(s, RunnerLost("ra"), 2.0)
+    retry = starts(out)[0]
+    assert (retry.runner_id, retry.lease.core_ids) == ("rb", (2, 3, 4, 5))
+    assert s.jobs["j1"].host_id == "h1"
+
+
+def test_cancel_revokes_the_running_lease() -> None:
+    s = make_state()
+    feed(s, llvm_runner(), 0.0)
+    e = starts(feed(s, submit("j1"), 0.0))[0]
+    out = feed(s, JobCancelled("j1", cause="user"), 1.0)
+    assert out == [RevokeLease("lease-1", "r1", "job cancelled", "user"),
+                   JobStateChanged("j1", "running", "cancelled", "cancelled", "user")]
+    assert feed(s, finished(e), 2.0)[0].reason == "unknown or dead lease"
+    assert feed(s, JobCancelled("j1"), 3.0) == []
+    assert feed(s, JobCancelled("nope"), 3.0) == []
+
+
+def test_cancel_a_queued_job() -> None:
+    s = make_state()
+    assert feed(s, submit("j1"), 0.0) == [changed("j1", "", "queued", "submitted")]
+    assert feed(s, JobCancelled("j1"), 1.0) == [changed("j1", "queued", "cancelled",
+                                                        "cancelled")]
+    assert len(s.queue) == 0
+
+
+def test_failed_stage_is_retried_then_fails_the_job() -> None:
+    s = make_state(max_stage_retries=1)
+    feed(s, llvm_runner(), 0.0)
+    e = starts(feed(s, submit("j1"), 0.0))[0]
+    out = feed(s, failed(e, "segfault"), 1.0)
+    retry = start_cmd(2, "r1", "h1", "j1", 2, "extract", 0, (0,), 1024, 1.0, attempt=1)
+    assert out == [retry]
+    out = feed(s, failed(retry, "segfault"), 2.0)
+    assert out == [changed("j1", "running", "failed", "extract failed 2 times: segfault")]
+    assert s.leases == {}
+
+
+def test_search_exhausted_and_latency_goal_end_tuning() -> None:
+    s = make_state()
+    feed(s, llvm_runner(), 0.0)
+    e = starts(feed(s, submit("j1", trials=1000), 0.0))[0]
+    sr = starts(feed(s, finished(e), 1.0))[0]
+    out = feed(s, finished(sr, {"exhausted": True}), 2.0)
+    assert out[0] == changed("j1", "running", "finishing", "search exhausted")
+    assert starts(out)[0].kind == "compile"
+
+    s = make_state()
+    feed(s, llvm_runner(), 0.0)
+    st = starts(feed(s, submit("j2", trials=1000, latency_goal_us=50.0), 0.0))[0]
+    for result, now in (({}, 1), ({}, 2), ({}, 3), ({"trials": 32, "best_latency_us": 40.0}, 4)):
+        st = starts(feed(s, finished(st, result), now))[0]
+    out = feed(s, finished(st), 5.0)
+    assert out[0] == changed("j2", "running", "finishing", "budget or goal reached")
+    assert s.jobs["j2"].trials_done == 32
+
+
+def test_rejected_submissions() -> None:
+    s = make_state()
+    feed(s, submit("j1"), 0.0)
+    assert feed(s, submit("j1"), 1.0) == [JobRejected("j1", "duplicate job id")]
+    out = feed(s, submit("j2", target_kind="vulkan"), 1.0)
+    assert out == [JobRejected("j2", "unknown target kind 'vulkan'")]
+    out = feed(s, submit("j3", demand_overrides={"search": {"cores": 3}}), 1.0)
+    assert isinstance(out[0], JobRejected) and "unknown demand fields" in out[0].reason
+
+
+def test_sequential_runs_one_job_at_a_time() -> None:
+    s = make_state("sequential")
+    feed(s, llvm_runner("r1", "h1"), 0.0)
+    feed(s, llvm_runner("r2", "h2"), 0.0)
+    e1 = starts(feed(s, submit("j1", trials=32), 0.0))[0]
+    assert feed(s, submit("j2", trials=32), 0.0) == [changed("j2", "", "queued", "submitted")]
+    st = e1
+    now = 0.0
+    while True:
+        now += 1.0
+        out = feed(s, finished(st, PROFILE_RESULT if st.kind == "profile" else {}), now)
+        nxt = starts(out)
+        if st.kind == "compile":
+            break
+        assert [c.job_id for c in nxt] == ["j1"]  # j2 never starts meanwhile
+        st = nxt[0]
+    assert out == [changed("j1", "finishing", "done", "compiled"),
+                   *submitted_and_started("j2")[1:],
+                   start_cmd(7, "r1", "h1", "j2", 1, "extract", 0, (0,), 1024, now)]
+
+
+def test_shared_oversubscribes_and_profiles_are_not_exclusive() -> None:
+    s = make_state("shared")
+    feed(s, llvm_runner(cores=8), 0.0)
+    e = {j: starts(feed(s, submit(j, trials=32), 0.0))[0] for j in ("j1", "j2")}
+    assert [e["j1"].lease.core_ids, e["j2"].lease.core_ids] == [(0,), (1,)]
+    s1 = starts(feed(s, finished(e["j1"]), 1.0))[0]
+    assert s1.lease.core_ids == ALL8  # including core 1, still held by j2's extract
+    s2 = starts(feed(s, finished(e["j2"]), 1.0))[0]
+    assert s2.lease.core_ids == ALL8
+    assert s.hosts["h1"].core_use == dict.fromkeys(ALL8, 2)
+    b1 = starts(feed(s, finished(s1), 2.0))[0]
+    p1 = starts(feed(s, finished(b1), 3.0))[0]
+    assert (p1.kind, p1.lease.exclusive, p1.lease.core_ids) == ("profile", Exclusivity.NONE,
+                                                                 ALL4)
+
+
+@pytest.mark.parametrize("policy", ["interleaved", "predictive"])
+def test_backfill_while_a_host_profile_waits(policy: str) -> None:
+    """Stages finish exactly at their prior expected times, so estimates stay at the priors
+    (llvm: extract 0.2, search 12, build 7.5 core-seconds) except where noted."""
+    s = make_state(policy, jobs_per_host=4)
+    feed(s, llvm_runner(cores=4), 0.0)
+    e = [starts(feed(s, submit(j, trials=32), 0.0))[0] for j in ("j1", "j2", "j3")]
+    assert [x.lease.core_ids for x in e] == [(0,), (1,), (2,)]
+    # three jobs share 4 cores: searches start with whatever core (floor 4 // 3 = 1) is free
+    s1, s2, s3 = (starts(feed(s, finished(x), 0.2))[0] for x in e)
+    assert [x.lease.core_ids for x in (s1, s2, s3)] == [(0, 3), (1,), (2,)]
+    b1 = starts(feed(s, finished(s1), 6.2))[0]  # 12 core-s on 2 cores
+    assert (b1.kind, b1.lease.core_ids) == ("build", (0, 3))
+    # j1's profile needs the whole host: drain while j2's and j3's searches run
+    assert feed(s, finished(b1), 9.95) == []  # 7.5 core-s on 2 cores
+    # j3's search ends early (9.8 core-s): the search estimate becomes 11.34, so j2's search
+    # (1 core, started at 0.2) is expected to end at 11.54. j3's build on the 3 free cores
+    # would take 7.5 / 3 = 2.5 s, until 12.5: it would delay the profile, so it waits.
+    assert feed(s, finished(s3), 10.0) == []
+    # j4's extract (0.2 s expected) would end at 10.4, before 11.54: predictive backfills it
+    out = feed(s, submit("j4", trials=32), 10.2)
+    if policy == "predictive":
+        assert out == [*submitted_and_started("j4"),
+                       start_cmd(8, "r1", "h1", "j4", 1, "extract", 0, (0,), 1024, 10.2)]
+    else:
+        assert out == [changed("j4", "", "queued", "submitted")]
+    # when j2's search ends (and j4's extract, if it ran), j1's profile takes the host
+    if policy == "predictive":
+        assert feed(s, finished(starts(out)[0]), 10.4) == []
+    out = feed(s, finished(s2), 11.54)
+    assert starts(out)[0].kind == "profile" and len(starts(out)) == 1

@@ -1,0 +1,91 @@
+"""The simulator, MockJob and the fake stage executor."""
+
+from __future__ import annotations
+
+import pytest
+
+from scheduler.core import JobSpec, StageKind
+from scheduler.sim import (
+    CPU_HOST_TIMES,
+    FakeStageExecutor,
+    HostSpec,
+    MockJob,
+    Simulator,
+    cpu_hosts_scenario,
+    gpu_host_scenario,
+    lower_bound,
+    mixed_scenario,
+)
+
+POLICIES = ["interleaved", "predictive", "sequential", "shared"]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_mixed_scenario_runs_with_invariants_checked_after_every_event(policy: str) -> None:
+    sim = Simulator(mixed_scenario(), policy, check_invariants=True)
+    result = sim.run()
+    assert result.done + result.failed == result.jobs
+    assert result.moves >= 1 or policy == "sequential"  # llvm jobs leave the lost GPU host
+    assert sim.state.leases == {}
+
+
+def test_gpu_host_interleaving_beats_sequential_and_nears_the_bound() -> None:
+    results = {p: Simulator(gpu_host_scenario(), p).run() for p in POLICIES}
+    assert results["sequential"].ratio > 2.0
+    assert min(results["interleaved"].ratio, results["predictive"].ratio) <= 1.15
+    for policy in ("interleaved", "predictive", "sequential"):
+        assert results[policy].ratio >= 1.0  # exclusive profiles: the bound holds
+        assert results[policy].contended_profiles == 0.0
+    assert results["shared"].contended_profiles > 0.5
+
+
+def test_cpu_hosts_scenario_small() -> None:
+    result = Simulator(cpu_hosts_scenario(hosts=2, jobs=10), "predictive",
+                       check_invariants=True).run()
+    assert result.done == 10 and 1.0 <= result.ratio < 1.5
+    assert 0.0 < result.device_busy <= 1.0 and 0.0 < result.cpu_busy <= 1.0
+
+
+def test_simulation_is_deterministic() -> None:
+    a = Simulator(mixed_scenario(), "predictive").run()
+    b = Simulator(mixed_scenario(), "predictive").run()
+    assert a == b
+
+
+def test_mock_job_plan_and_results() -> None:
+    mock = MockJob(JobSpec("m", trials=100, batch_size=32), CPU_HOST_TIMES, seed=7)
+    plan = mock.planned_stages()
+    assert plan[0] == (StageKind.EXTRACT, 0) and plan[-1] == (StageKind.COMPILE, 3)
+    assert plan[1:5] == [(StageKind.SEARCH, 0), (StageKind.BUILD, 0), (StageKind.PROFILE, 0),
+                         (StageKind.LEARN, 0)]
+    assert len(plan) == 1 + 4 * 4 + 1
+    assert mock.result(StageKind.PROFILE, 3)["trials"] == 4  # 100 - 3 * 32
+    lo, hi = CPU_HOST_TIMES.profile
+    assert lo <= mock.work(StageKind.PROFILE, 2) <= hi
+    search = mock.work(StageKind.SEARCH, 1)
+    assert mock.seconds(StageKind.SEARCH, 1, 4) == pytest.approx(search / 4)
+    assert mock.seconds(StageKind.SEARCH, 1, 64) == pytest.approx(search / 8)  # max_cores
+    assert mock.latency_after(0) > mock.latency_after(320) > mock.final_latency_us
+    exhausted = MockJob(JobSpec("e", trials=1000), exhaust_round=2)
+    assert exhausted.planned_stages()[-2:] == [(StageKind.SEARCH, 2), (StageKind.COMPILE, 2)]
+
+
+def test_fake_executor_answers_start_stage() -> None:
+    sim = Simulator(mixed_scenario(), "interleaved")
+    starts = []
+    sim.on_command = lambda now, c: starts.append(c) if type(c).__name__ == "StartStage" else 0
+    sim.run()
+    executor = FakeStageExecutor(sim.mocks)
+    outcome = executor.run(starts[0])
+    assert outcome.seconds > 0 and (outcome.result is not None) != (outcome.error is not None)
+    assert executor.run(starts[0]) == outcome
+
+
+def test_lower_bound_parts() -> None:
+    hosts = [HostSpec("h", cores=8)]
+    mock = MockJob(JobSpec("m", trials=32), CPU_HOST_TIMES, seed=1)
+    bound = lower_bound(hosts, [mock])
+    profile = mock.work(StageKind.PROFILE, 0)
+    assert bound.device == pytest.approx(profile)
+    assert bound.value == bound.chain  # one job: its own chain dominates
+    assert bound.cpu <= bound.chain
