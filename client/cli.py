@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -23,17 +22,6 @@ def cli(verbose: bool) -> None:
     """tunesched: a load-aware scheduler for TVM autotuning jobs."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-@cli.command()
-@click.option("-o", "--out", "out_dir", default="demo-out", show_default=True,
-              type=click.Path(file_okay=False), help="Where job directories and pictures go.")
-@click.option("--trials", default=96, show_default=True, help="Trial budget per job.")
-def demo(out_dir: str, trials: int) -> None:
-    """Tune two built-in models end to end and print their reports."""
-    from client.localdemo import run_demo
-
-    _guard(lambda: run_demo(Path(out_dir), trials))
 
 
 @cli.command()
@@ -88,11 +76,12 @@ def stage(stage: str, job_dir: str, round_: int, cores: str | None, gpus: str | 
 
 def _guard(fn: Any) -> None:
     """Run `fn`, turning our errors into one line on stderr and exit code 1."""
+    from client.api import ClientError
     from simpletvm.errors import SimpleTVMError
 
     try:
         fn()
-    except SimpleTVMError as exc:
+    except (SimpleTVMError, ClientError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         _fail("interrupted", 130)
@@ -108,3 +97,6 @@ def main() -> None:
 
 
 __all__ = ["cli", "main", "print_report"]
+
+
+from client import commands  # noqa: E402,F401  (registers the service commands on `cli`)

@@ -30,3 +30,27 @@ def report_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"    {task['name']:<36} x{task['weight']:<2} {task['trials']:>4} trials  "
                      f"best {us(task['best_us'])}")
     return lines
+
+
+def job_table_rows(infos: list[Any]) -> list[str]:
+    """`tunesched jobs` lines: id, name, state, stage, trials, best latency."""
+    lines = [f"{'job':<16} {'name':<14} {'state':<10} {'stage':<8} {'trials':>11} {'best':>10}"]
+    for j in infos:
+        lines.append(f"{j.job_id:<16} {j.name[:14]:<14} {j.state:<10} {j.stage or '-':<8} "
+                     f"{j.trials_done:>5}/{j.trial_budget:<5} {us(j.best_latency_us or None):>10}")
+    return lines
+
+
+def job_lines(j: Any) -> list[str]:
+    """`tunesched show` details after the state word."""
+    lines = [f"job       {j.job_id} ({j.name})", f"model     {j.model}",
+             f"target    {j.target_json}", f"user      {j.user}  priority {j.priority}",
+             f"progress  {j.trials_done}/{j.trial_budget} trials, round {j.round}"
+             + (f", stage {j.stage} on {j.host_id}" if j.stage else ""),
+             f"best      {us(j.best_latency_us or None)}"]
+    if j.tuned_latency_us:
+        lines.append(f"latency   untuned {us(j.untuned_latency_us)} -> tuned "
+                     f"{us(j.tuned_latency_us)}")
+    if j.error:
+        lines.append(f"error     {j.error}")
+    return lines

@@ -46,8 +46,14 @@ def preset(name: str) -> TargetSpec:
     raise TargetError(f"unknown target {name!r}: {_HELP}")
 
 
-def parse_target(spec: str | TargetSpec) -> TargetSpec:
-    """A validated target dict from a preset name, a JSON string or a dict."""
+KNOWN_KINDS = ("llvm", "cuda", "rocm", "metal", "vulkan", "opencl")
+
+
+def parse_target(spec: str | TargetSpec, check_with_tvm: bool = True) -> TargetSpec:
+    """A validated target dict from a preset name, a JSON string or a dict.
+
+    `check_with_tvm=False` checks the form only (for processes that do not load TVM).
+    """
     if isinstance(spec, str):
         text = spec.strip()
         if not text.startswith("{"):
@@ -59,9 +65,15 @@ def parse_target(spec: str | TargetSpec) -> TargetSpec:
     if not isinstance(spec, dict) or not isinstance(spec.get("kind"), str):
         raise TargetError(f"target needs a 'kind': {_HELP}")
     spec = dict(spec)
+    if spec["kind"] not in KNOWN_KINDS:
+        raise TargetError(f"unknown target kind {spec['kind']!r}: {_HELP}")
     if spec["kind"] == "llvm":
         spec.setdefault("num-cores", os.cpu_count() or 1)
-    to_tvm(spec)
+        cores = spec["num-cores"]
+        if not isinstance(cores, int) or isinstance(cores, bool) or cores < 1:
+            raise TargetError(f"num-cores must be a positive integer, got {cores!r}: {_HELP}")
+    if check_with_tvm:
+        to_tvm(spec)
     return spec
 
 

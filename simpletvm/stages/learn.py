@@ -51,14 +51,21 @@ def _commit(ctx: StageContext, task: int, entries: list[dict[str, Any]],
     return model.last_train_size
 
 
+def _committed(job: Any, task: int, entries: list[dict[str, Any]]) -> bool:
+    """True when every candidate of the round is already in the task's measured.txt."""
+    path = job.task_dir(job.tasks()[task]) / "measured.txt"
+    measured = set(path.read_text().split()) if path.exists() else set()
+    return all(e["hash"] in measured for e in entries)
+
+
 def run(ctx: StageContext) -> dict[str, Any]:
     """Update database, cost model and progress.json; delete the round's artifacts."""
     job = ctx.job
     plan = read_json(ctx.round_dir / "candidates.json")
     progress = job.progress()
-    if progress.rounds > ctx.round:  # already committed (a retried stage): do not count twice
-        return _summary(job, progress, plan, None, replayed=True)
     task, entries = plan["task"], plan["candidates"]
+    if entries and _committed(job, task, entries):  # a retried learn: do not count twice
+        return _summary(job, progress, plan, None, replayed=True)
     for index in plan.get("exhausted_tasks", []):
         progress.tasks[index].exhausted = True
     batch_best = None

@@ -1,0 +1,140 @@
+"""A small client library over the Scheduler gRPC service; errors become ClientError lines."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from proto import tunesched_pb2 as pb
+from proto import tunesched_pb2_grpc as pb_grpc
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+CHUNK = 1 << 20
+
+
+class ClientError(Exception):
+    """One line for the user: what went wrong talking to the scheduler."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _translate(exc: grpc.RpcError, address: str) -> ClientError:
+    code = exc.code()
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return ClientError(f"cannot reach the scheduler at {address}: start it with "
+                           "`tunesched scheduler` or pass --scheduler HOST:PORT", code)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return ClientError(f"the scheduler at {address} did not answer in time", code)
+    return ClientError(exc.details() or code.name, code)
+
+
+class Client:
+    """Calls to one scheduler."""
+
+    def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0) -> None:
+        self.address = address
+        self.timeout = timeout
+        self.channel = grpc.insecure_channel(address, options=[
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+        self.stub = pb_grpc.SchedulerStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
+
+    def _call(self, method: str, request: Any) -> Any:
+        try:
+            return getattr(self.stub, method)(request, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise _translate(exc, self.address) from None
+
+    def submit(self, model: str, target: str, trials: int, name: str = "", priority: int = 0,
+               latency_goal_us: float = 0.0, batch_size: int = 32, user: str = "",
+               input_shapes: dict[str, list[int]] | None = None,
+               request_id: str | None = None) -> pb.JobInfo:
+        """Submit `model` (zoo:NAME or a path to .onnx); retries reuse one request id."""
+        data = b""
+        if not model.startswith("zoo:"):
+            path = Path(model)
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise ClientError(f"cannot read model {model}: {exc.strerror}") from None
+            model = path.name
+        spec = pb.JobSpec(name=name, model=model, target_json=target, trials=trials,
+                          batch_size=batch_size, priority=priority,
+                          latency_goal_us=latency_goal_us, user=user,
+                          input_shapes_json=json.dumps(input_shapes) if input_shapes else "",
+                          request_id=request_id or uuid.uuid4().hex)
+
+        def messages() -> Iterator[pb.SubmitJobRequest]:
+            yield pb.SubmitJobRequest(spec=spec)
+            for i in range(0, len(data), CHUNK):
+                yield pb.SubmitJobRequest(model_chunk=data[i:i + CHUNK])
+
+        last: ClientError | None = None
+        for _ in range(3):  # idempotent thanks to request_id
+            try:
+                return self.stub.SubmitJob(messages(), timeout=self.timeout)
+            except grpc.RpcError as exc:
+                last = _translate(exc, self.address)
+                if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    break
+        raise last
+
+    def get(self, job_id: str) -> pb.JobInfo:
+        return self._call("GetJob", pb.GetJobRequest(job_id=job_id))
+
+    def jobs(self, state: str = "") -> list[pb.JobInfo]:
+        return list(self._call("ListJobs", pb.ListJobsRequest(state=state)).jobs)
+
+    def cancel(self, job_id: str) -> pb.JobInfo:
+        return self._call("CancelJob", pb.CancelJobRequest(job_id=job_id))
+
+    def runners(self) -> list[pb.RunnerInfo]:
+        return list(self._call("ListRunners", pb.ListRunnersRequest()).runners)
+
+    def timeline(self) -> list[dict[str, Any]]:
+        from google.protobuf.json_format import MessageToDict
+
+        leases = self._call("GetTimeline", pb.GetTimelineRequest()).leases
+        return [MessageToDict(x, preserving_proto_field_name=True,
+                              always_print_fields_with_no_presence=True) for x in leases]
+
+    def watch(self, job_id: str) -> Iterator[pb.JobEvent]:
+        try:
+            yield from self.stub.WatchJob(pb.WatchJobRequest(job_id=job_id))
+        except grpc.RpcError as exc:
+            raise _translate(exc, self.address) from None
+
+    def fetch_result(self, job_id: str, out_dir: Path) -> list[Path]:
+        """Write the job's result files (records/, model.so, report.json) under out_dir."""
+        files: dict[str, bytearray] = {}
+        try:
+            for chunk in self.stub.FetchResult(pb.FetchResultRequest(job_id=job_id),
+                                               timeout=self.timeout * 10):
+                files.setdefault(chunk.path, bytearray()).extend(chunk.data)
+        except grpc.RpcError as exc:
+            raise _translate(exc, self.address) from None
+        written = []
+        root = out_dir.resolve()
+        for name, data in files.items():
+            target = (root / name).resolve()
+            if root not in target.parents:
+                raise ClientError(f"refusing result path outside {out_dir}: {name}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(bytes(data))
+            written.append(target)
+        return written

@@ -1,0 +1,57 @@
+"""Lease timelines as a Gantt chart: one row per host resource (core or GPU), one bar per lease."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from matplotlib.patches import Patch
+
+
+def rows_of(leases: list[dict[str, Any]]) -> list[str]:
+    """Row labels "host cpuN" / "host gpuN", sorted by host then resource."""
+    rows = set()
+    for lease in leases:
+        for core in lease.get("cores", []):
+            rows.add((lease["host_id"], 0, core))
+        for gpu in lease.get("gpus", []):
+            rows.add((lease["host_id"], 1, gpu))
+    return [f"{h} {'gpu' if k else 'cpu'}{i}" for h, k, i in sorted(rows)]
+
+
+def plot_timeline(leases: list[dict[str, Any]], path: Path, now: float | None = None,
+                  title: str = "lease timeline") -> Path:
+    """Write a PNG: x = seconds since the first grant; colour = job; hatched = profile."""
+    rows = rows_of(leases)
+    index = {r: i for i, r in enumerate(rows)}
+    start = min((float(x["granted_at"]) for x in leases), default=0.0)
+    end_default = now or max((float(x.get("ended_at") or x["granted_at"]) for x in leases),
+                             default=start)
+    jobs = sorted({x["job_id"] for x in leases})
+    colours = {j: plt.cm.tab10(i % 10) for i, j in enumerate(jobs)}
+    fig, ax = plt.subplots(figsize=(11, 1.2 + 0.45 * max(len(rows), 1)))
+    for lease in leases:
+        t0 = float(lease["granted_at"]) - start
+        t1 = float(lease.get("ended_at") or end_default) - start
+        profile = lease.get("stage") == "profile"
+        names = [f"cpu{c}" for c in lease.get("cores", [])] + \
+                [f"gpu{g}" for g in lease.get("gpus", [])]
+        for name in names:
+            y = index[f"{lease['host_id']} {name}"]
+            ax.barh(y, max(t1 - t0, 0.05), left=t0, height=0.8, color=colours[lease["job_id"]],
+                    edgecolor="black", linewidth=0.4, hatch="///" if profile else None)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.invert_yaxis()
+    ax.set(xlabel="seconds", title=title)
+    handles = [Patch(color=colours[j], label=j) for j in jobs]
+    handles.append(Patch(facecolor="white", edgecolor="black", hatch="///", label="profile"))
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,210 @@
+"""The runner agent: registers its host's resources, heartbeats, runs leased stages.
+
+One gRPC stream to the scheduler carries Register/Heartbeat/StageResult up and
+StartStage/RevokeLease/Shutdown down. Each stage runs in a child process pinned to its lease
+(forked from a warm server: see simpletvm.executor). Job directories live under the work dir;
+a job this runner has not seen, or has an old copy of, is fetched from the scheduler first, and
+after extract, learn and compile the job's state (or results) goes back up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from proto import tunesched_pb2 as pb
+from proto import tunesched_pb2_grpc as pb_grpc
+from runner.hostinfo import HostInfo, LoadMeter
+from simpletvm import bundle
+from simpletvm.executor import StageExecutor, StageOutcome, StageProcess, StageRequest
+from simpletvm.jobdir import JobDir
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+
+
+@dataclass
+class RunnerConfig:
+    """Settings of one runner process (built by the CLI from flags)."""
+
+    scheduler: str
+    host: HostInfo
+    work_dir: Path
+    runner_id: str = field(default_factory=lambda: f"runner-{uuid.uuid4().hex[:8]}")
+    reconnect_max_s: float = 10.0
+    heartbeat_interval_s: float = 2.0
+
+
+class Agent:
+    """One runner: `run(stop)` connects, serves leases, reconnects with backoff until `stop`."""
+
+    def __init__(self, config: RunnerConfig, executor: Any = None) -> None:
+        self.config = config
+        self.executor = executor or StageExecutor(gpu=bool(config.host.gpus))
+        self.running: dict[str, StageProcess] = {}
+        self.lock = threading.Lock()
+        self.meter = LoadMeter()
+        self.registered = threading.Event()
+        self._outbox: queue.Queue | None = None
+        self._stop = threading.Event()
+
+    # ------------------------------------------------------------------ connection
+    def run(self, stop: threading.Event | None = None) -> None:
+        self._stop = stop or self._stop
+        delay = 0.2
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self._session()
+            except grpc.RpcError as exc:
+                log.warning("scheduler %s unreachable (%s); retrying in %.1f s",
+                            self.config.scheduler, exc.code().name, delay)
+            finally:
+                self.registered.clear()
+                self._kill_all("connection to the scheduler lost")
+            if time.monotonic() - started > 30:
+                delay = 0.2  # the last session lived a while: reconnect quickly
+            self._stop.wait(delay)
+            delay = min(delay * 2, self.config.reconnect_max_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._outbox is not None:
+            self._outbox.put(None)
+
+    def _session(self) -> None:
+        outbox: queue.Queue = queue.Queue()
+        self._outbox = outbox
+        host = self.config.host
+        outbox.put(pb.RunnerMessage(register=pb.Register(
+            runner_id=self.config.runner_id, host_id=host.host_id, cores=host.cores,
+            gpus=host.gpus, memory_mb=host.memory_mb, target_kinds=host.target_kinds)))
+
+        def requests():
+            while True:
+                msg = outbox.get()
+                if msg is None:
+                    return
+                yield msg
+
+        with grpc.insecure_channel(self.config.scheduler) as channel:
+            self.stub = pb_grpc.RunnerChannelStub(channel)
+            stream = self.stub.Connect(requests())
+            beat: threading.Thread | None = None
+            try:
+                for msg in stream:
+                    kind = msg.WhichOneof("msg")
+                    if kind == "registered":
+                        interval = msg.registered.heartbeat_interval_s or 2.0
+                        self.registered.set()  # before the thread: it loops while set
+                        beat = threading.Thread(target=self._heartbeats,
+                                                args=(outbox, interval), daemon=True)
+                        beat.start()
+                        log.info("registered as %s on host %s", self.config.runner_id,
+                                 host.host_id)
+                    elif kind == "start":
+                        threading.Thread(target=self._serve_stage, args=(msg.start, outbox),
+                                         name=f"stage-{msg.start.stage}", daemon=True).start()
+                    elif kind == "revoke":
+                        self._revoke(msg.revoke.lease_id, msg.revoke.reason)
+                    elif kind == "shutdown":
+                        log.warning("scheduler asked to shut down: %s", msg.shutdown.reason)
+                        self._stop.set()
+                        break
+                    if self._stop.is_set():
+                        break
+            finally:
+                outbox.put(None)
+                if beat is not None:
+                    beat.join(timeout=1)
+
+    def _heartbeats(self, outbox: queue.Queue, interval: float) -> None:
+        while self.registered.is_set() and not self._stop.wait(interval):
+            with self.lock:
+                live = list(self.running)
+            outbox.put(pb.RunnerMessage(heartbeat=pb.Heartbeat(
+                foreign_load=self.meter.foreign_load(), live_leases=live)))
+
+    # ------------------------------------------------------------------ stages
+    def job_dir(self, job_id: str) -> JobDir:
+        return JobDir(self.config.work_dir / "jobs" / job_id)
+
+    def _serve_stage(self, start: pb.StartStage, outbox: queue.Queue) -> None:
+        lease = start.lease
+        started = time.time()
+        try:
+            job = self._prepare(start)
+            request = StageRequest(start.stage, str(job.root), start.round, list(lease.cores),
+                                   list(lease.gpus) if lease.gpus else None,
+                                   start.timeout_s or None)
+            process = self.executor.start(request)
+            with self.lock:
+                self.running[lease.lease_id] = process
+            outcome = process.wait()
+            with self.lock:
+                revoked = self.running.pop(lease.lease_id, None) is None
+            if revoked:
+                return  # the scheduler took the lease back: it does not want this result
+            if outcome.ok and start.stage in ("extract", "learn", "compile"):
+                self._upload(job, start, "result" if start.stage == "compile" else "state")
+        except Exception as exc:  # fetch/upload/prepare failures are stage failures
+            log.exception("stage %s of %s failed before or after running", start.stage,
+                          start.job_id)
+            outcome = StageOutcome(start.stage, "error", error=f"{type(exc).__name__}: {exc}",
+                                   started=started, finished=time.time())
+        outbox.put(pb.RunnerMessage(result=pb.StageResult(
+            lease_id=lease.lease_id, epoch=lease.epoch, job_id=start.job_id,
+            stage_id=start.stage_id, stage=start.stage, ok=outcome.ok,
+            result_json=json.dumps(outcome.result), error=outcome.error[:2000],
+            traceback=outcome.traceback[-8000:], started=outcome.started,
+            finished=outcome.finished, pid=outcome.pid, cores=outcome.cores)))
+
+    def _prepare(self, start: pb.StartStage) -> JobDir:
+        """The job directory, fetched from the scheduler when missing or behind."""
+        job = self.job_dir(start.job_id)
+        local = -2
+        if job.spec_path.exists():
+            local = job.progress().rounds if job.progress_path.exists() else -1
+        if local < start.state_version or not job.spec_path.exists():
+            data = b"".join(c.data for c in self.stub.FetchBundle(
+                pb.FetchBundleRequest(job_id=start.job_id)))
+            bundle.unpack(data, job.root)
+            log.info("fetched job %s state v%d (%d bytes)", start.job_id, start.state_version,
+                     len(data))
+        return job
+
+    def _upload(self, job: JobDir, start: pb.StartStage, kind: str) -> None:
+        data = bundle.pack(job, kind)
+        version = job.progress().rounds if kind == "state" else start.state_version
+        header = pb.UploadHeader(job_id=start.job_id, lease_id=start.lease.lease_id,
+                                 epoch=start.lease.epoch, kind=kind, state_version=version)
+
+        def parts():
+            yield pb.UploadBundleRequest(header=header)
+            for i in range(0, max(len(data), 1), CHUNK):
+                yield pb.UploadBundleRequest(chunk=pb.FileChunk(data=data[i:i + CHUNK]))
+
+        self.stub.UploadBundle(parts())
+
+    def _revoke(self, lease_id: str, reason: str) -> None:
+        with self.lock:
+            process = self.running.pop(lease_id, None)
+        if process is not None:
+            log.warning("lease %s revoked (%s): killing pid %d", lease_id, reason, process.pid)
+            process.kill()
+
+    def _kill_all(self, reason: str) -> None:
+        with self.lock:
+            leases = list(self.running)
+        for lease_id in leases:
+            self._revoke(lease_id, reason)

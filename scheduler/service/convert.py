@@ -1,0 +1,90 @@
+"""Protobuf <-> domain conversions for the servicers and the daemon. No logic lives here."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from typing import Any
+
+from proto import tunesched_pb2 as pb
+from scheduler.core import RevokeLease, StartStage
+from scheduler.service.records import JobRecord
+
+
+def start_message(cmd: StartStage, state_version: int, timeout_s: float) -> pb.SchedulerMessage:
+    lease = cmd.lease
+    return pb.SchedulerMessage(start=pb.StartStage(
+        lease=pb.Lease(lease_id=lease.lease_id, epoch=lease.epoch, host_id=lease.host_id,
+                       cores=list(lease.core_ids), gpus=list(lease.gpu_ids),
+                       memory_mb=int(lease.memory_mb), exclusive=str(lease.exclusive) != "none",
+                       expires_at=lease.expiry or 0.0),
+        job_id=cmd.job_id, stage_id=cmd.stage_id, stage=cmd.kind, round=cmd.round,
+        state_version=state_version, timeout_s=timeout_s))
+
+
+def revoke_message(cmd: RevokeLease, epoch: int) -> pb.SchedulerMessage:
+    return pb.SchedulerMessage(revoke=pb.RevokeLease(lease_id=cmd.lease_id, epoch=epoch,
+                                                     reason=cmd.reason))
+
+
+def job_info(r: JobRecord) -> pb.JobInfo:
+    return pb.JobInfo(
+        job_id=r.job_id, name=r.name, state=r.state, stage=r.stage, round=r.round,
+        trials_done=r.trials_done, trial_budget=r.trials,
+        best_latency_us=r.best_latency_us or 0.0, eta_s=r.eta_s(), error=r.error,
+        host_id=r.host_id, submitted_at=r.submitted_at, finished_at=r.finished_at,
+        target_json=json.dumps(r.target), model=r.model, priority=r.priority, user=r.user,
+        untuned_latency_us=r.untuned_us or 0.0, tuned_latency_us=r.tuned_us or 0.0)
+
+
+def runner_info(row: dict[str, Any]) -> pb.RunnerInfo:
+    return pb.RunnerInfo(**row)
+
+
+def lease_record(rec: dict[str, Any]) -> pb.LeaseRecord:
+    fields = set(pb.LeaseRecord.DESCRIPTOR.fields_by_name)
+    return pb.LeaseRecord(**{k: v for k, v in rec.items() if k in fields})
+
+
+def result_dict(msg: pb.StageResult) -> dict[str, Any]:
+    try:
+        result = json.loads(msg.result_json) if msg.result_json else {}
+    except json.JSONDecodeError:
+        result = {}
+    return {"lease_id": msg.lease_id, "epoch": msg.epoch, "job_id": msg.job_id,
+            "stage_id": msg.stage_id, "stage": msg.stage, "ok": msg.ok,
+            "result": result if isinstance(result, dict) else {}, "error": msg.error,
+            "started": msg.started, "finished": msg.finished, "pid": msg.pid,
+            "cores": list(msg.cores)}
+
+
+def register_dict(msg: pb.Register) -> dict[str, Any]:
+    return {"runner_id": msg.runner_id, "host_id": msg.host_id, "cores": list(msg.cores),
+            "gpus": list(msg.gpus), "memory_mb": msg.memory_mb,
+            "target_kinds": list(msg.target_kinds) or ["llvm"]}
+
+
+def initial_bundle(record: JobRecord, model: bytes | None) -> bytes:
+    """job.json plus the model: what extract needs on a runner that has never seen the job."""
+    if model is None:
+        from simpletvm.driver import zoo_bytes
+
+        model = zoo_bytes(record.model, record.input_shapes)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in (("job.json", json.dumps(record.job_spec()).encode()),
+                           ("model/model.onnx", model)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+CHUNK = 1 << 20
+
+
+def chunks(data: bytes, path: str = "") -> list[pb.FileChunk]:
+    """Split bytes into FileChunk messages of at most 1 MiB."""
+    return [pb.FileChunk(path=path, data=data[i:i + CHUNK])
+            for i in range(0, max(len(data), 1), CHUNK)]

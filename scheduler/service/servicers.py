@@ -1,0 +1,219 @@
+"""Thin gRPC servicers: protobuf in, Daemon calls, protobuf out; errors become status codes."""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import queue
+import tarfile
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from proto import tunesched_pb2 as pb
+from proto import tunesched_pb2_grpc as pb_grpc
+from scheduler.service import convert
+from scheduler.service.daemon import Daemon, RunnerLink
+from scheduler.service.errors import InvalidRequest, ServiceError, status_of
+from scheduler.service.records import MAX_MODEL_BYTES, JobRecord, validate_submission
+
+log = logging.getLogger(__name__)
+
+
+def _rpc(fn: Callable) -> Callable:
+    """Turn ServiceErrors (and anything unexpected) into one-line gRPC statuses."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return fn(self, request, context)
+        except ServiceError as exc:
+            context.abort(status_of(exc), str(exc))
+        except grpc.RpcError:
+            raise
+        except Exception as exc:
+            log.exception("%s failed", fn.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+
+    return wrapper
+
+
+class SchedulerServicer(pb_grpc.SchedulerServicer):
+    """The client-facing service."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    @_rpc
+    def SubmitJob(self, request_iterator: Iterator[pb.SubmitJobRequest],
+                  context: grpc.ServicerContext) -> pb.JobInfo:
+        spec, parts, size = None, [], 0
+        for msg in request_iterator:
+            if msg.HasField("spec"):
+                if spec is not None:
+                    raise InvalidRequest("SubmitJob got two specs: send one, then model chunks")
+                spec = msg.spec
+            else:
+                size += len(msg.model_chunk)
+                if size > MAX_MODEL_BYTES:
+                    raise InvalidRequest(f"model is over the {MAX_MODEL_BYTES} byte limit")
+                parts.append(msg.model_chunk)
+        if spec is None:
+            raise InvalidRequest("SubmitJob needs a spec as its first message")
+        model = b"".join(parts)
+        target, shapes = validate_submission(
+            spec.name, spec.model, spec.target_json, spec.trials, spec.batch_size or 32,
+            spec.priority, spec.latency_goal_us, spec.input_shapes_json, len(model))
+        if model:
+            from simpletvm.errors import ModelError
+            from simpletvm.models import read_onnx
+
+            try:
+                read_onnx(model)
+            except ModelError as exc:
+                raise InvalidRequest(str(exc)) from exc
+        record = JobRecord(
+            job_id="", name=spec.name or spec.model.removeprefix("zoo:"), model=spec.model,
+            target=target, trials=spec.trials, batch_size=spec.batch_size or 32,
+            seed=spec.seed, priority=spec.priority, user=spec.user or "default",
+            latency_goal_us=spec.latency_goal_us or None, input_shapes=shapes,
+            request_id=spec.request_id)
+        return convert.job_info(self.daemon.submit(record, model))
+
+    @_rpc
+    def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> pb.JobInfo:
+        return convert.job_info(self.daemon.get(request.job_id))
+
+    @_rpc
+    def ListJobs(self, request: pb.ListJobsRequest,
+                 context: grpc.ServicerContext) -> pb.ListJobsResponse:
+        return pb.ListJobsResponse(jobs=[convert.job_info(r)
+                                         for r in self.daemon.list_jobs(request.state)])
+
+    @_rpc
+    def CancelJob(self, request: pb.CancelJobRequest,
+                  context: grpc.ServicerContext) -> pb.JobInfo:
+        return convert.job_info(self.daemon.cancel(request.job_id))
+
+    def WatchJob(self, request: pb.WatchJobRequest,
+                 context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
+        try:
+            q = self.daemon.subscribe(request.job_id)
+        except ServiceError as exc:
+            context.abort(status_of(exc), str(exc))
+        try:
+            while context.is_active():
+                try:
+                    now, record, message = q.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                yield pb.JobEvent(time=now, job=convert.job_info(record), message=message)
+                if record.terminal:
+                    return
+        finally:
+            self.daemon.unsubscribe(request.job_id, q)
+
+    def FetchResult(self, request: pb.FetchResultRequest,
+                    context: grpc.ServicerContext) -> Iterator[pb.FileChunk]:
+        try:
+            data = self.daemon.result_bundle(request.job_id)
+        except ServiceError as exc:
+            context.abort(status_of(exc), str(exc))
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            for member in tar.getmembers():
+                if not member.isfile():
+                    continue
+                content = tar.extractfile(member).read()
+                name = member.name.removeprefix("result/")
+                yield from convert.chunks(content, name)
+
+    @_rpc
+    def ListRunners(self, request: pb.ListRunnersRequest,
+                    context: grpc.ServicerContext) -> pb.ListRunnersResponse:
+        return pb.ListRunnersResponse(
+            runners=[convert.runner_info(r) for r in self.daemon.runner_rows()])
+
+    @_rpc
+    def GetTimeline(self, request: pb.GetTimelineRequest,
+                    context: grpc.ServicerContext) -> pb.Timeline:
+        return pb.Timeline(leases=[convert.lease_record(r) for r in self.daemon.timeline()])
+
+
+class RunnerChannelServicer(pb_grpc.RunnerChannelServicer):
+    """Runner connections and job-state transfer."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+
+    def Connect(self, request_iterator: Iterator[pb.RunnerMessage],
+                context: grpc.ServicerContext) -> Iterator[pb.SchedulerMessage]:
+        try:
+            first = next(request_iterator)
+        except StopIteration:
+            return
+        if not first.HasField("register"):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          "the first message on a runner stream must be Register")
+        try:
+            link = self.daemon.runner_connected(convert.register_dict(first.register))
+        except ServiceError as exc:
+            context.abort(status_of(exc), str(exc))
+        reader = threading.Thread(target=self._read, args=(link, request_iterator),
+                                  name=f"runner-{link.runner_id}", daemon=True)
+        reader.start()
+        yield pb.SchedulerMessage(registered=pb.Registered(
+            runner_id=link.runner_id,
+            heartbeat_interval_s=self.daemon.config.heartbeat_interval_s))
+        while context.is_active() and link.connected:
+            try:
+                msg = link.outbox.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if msg is None:
+                break
+            yield msg
+
+    def _read(self, link: RunnerLink, request_iterator: Iterator[pb.RunnerMessage]) -> None:
+        try:
+            for msg in request_iterator:
+                kind = msg.WhichOneof("msg")
+                if kind == "heartbeat":
+                    hb = msg.heartbeat
+                    self.daemon.runner_heartbeat(link, min(max(hb.foreign_load, 0.0), 1.0),
+                                                 tuple(hb.gpu_util))
+                elif kind == "result":
+                    self.daemon.runner_result(link, convert.result_dict(msg.result))
+        except grpc.RpcError:
+            pass
+        except Exception:
+            log.exception("runner %s stream failed", link.runner_id)
+        finally:
+            self.daemon.runner_disconnected(link)
+            link.outbox.put(None)
+
+    def FetchBundle(self, request: pb.FetchBundleRequest,
+                    context: grpc.ServicerContext) -> Iterator[pb.FileChunk]:
+        try:
+            data, version = self.daemon.job_bundle(request.job_id)
+        except ServiceError as exc:
+            context.abort(status_of(exc), str(exc))
+        yield from convert.chunks(data, f"v{version}")
+
+    @_rpc
+    def UploadBundle(self, request_iterator: Iterator[pb.UploadBundleRequest],
+                     context: grpc.ServicerContext) -> pb.UploadBundleResponse:
+        header, parts = None, []
+        for msg in request_iterator:
+            if msg.HasField("header"):
+                header = msg.header
+            else:
+                parts.append(msg.chunk.data)
+        if header is None:
+            raise InvalidRequest("UploadBundle needs a header first")
+        data = b"".join(parts)
+        self.daemon.store_bundle(header.job_id, header.lease_id, header.epoch, header.kind,
+                                 header.state_version, data)
+        return pb.UploadBundleResponse(bytes=len(data))

@@ -1,0 +1,123 @@
+"""End to end: real daemon, real runner processes, real TVM, the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+
+from client.api import Client
+from simpletvm import SimpleTVM
+
+from .conftest import Daemon, Runner, cli, connected_runners, wait_for
+
+pytestmark = [pytest.mark.tvm, pytest.mark.slow]
+
+TARGET = json.dumps({"kind": "llvm", "num-cores": len(os.sched_getaffinity(0))})
+
+
+def submit(address: str, model: str, trials: int, *extra: str) -> str:
+    out = cli("submit", model, "--scheduler", address, "--target", TARGET, "--trials",
+              str(trials), "--batch-size", "8", *extra)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
+
+def overlaps(a: dict, b: dict) -> bool:
+    return a["granted_at"] < b["ended_at"] and b["granted_at"] < a["ended_at"]
+
+
+def test_two_jobs_interleave_profiles_alone_and_results_compile(cluster) -> None:
+    address, tmp = cluster["address"], cluster["tmp"]
+    jobs = [submit(address, "zoo:matmul", 16, "--name", "mm"),
+            submit(address, "zoo:conv2d", 16, "--name", "conv")]
+    for job in jobs:
+        watched = cli("watch", job, "--scheduler", address)
+        assert watched.returncode == 0, watched.stdout + watched.stderr
+        assert f"{job} done" in watched.stdout
+        shown = cli("show", job, "--scheduler", address)
+        assert shown.stdout.splitlines()[0] == "done"
+
+    with Client(address) as client:
+        leases = client.timeline()
+    assert {x["job_id"] for x in leases} == set(jobs)
+    assert all(x["outcome"] == "finished" for x in leases)
+    # a profile lease overlaps no other lease on its host (host-exclusive CPU profiling)
+    profiles = [x for x in leases if x["stage"] == "profile"]
+    assert len(profiles) >= 2
+    for p in profiles:
+        for other in leases:
+            if other is not p and other["host_id"] == p["host_id"]:
+                assert not overlaps(p, other), (p, other)
+    # the stage processes ran inside their leases, pinned to the leased cores
+    for x in leases:
+        assert x["granted_at"] - 0.5 <= x["child_started"] <= x["child_finished"]
+        assert x["child_finished"] <= x["ended_at"] + 0.5
+        assert sorted(x["child_cores"]) == sorted(x["cores"])
+    # the jobs ran concurrently: their leases interleave in time
+    spans = {j: (min(x["granted_at"] for x in leases if x["job_id"] == j),
+                 max(x["ended_at"] for x in leases if x["job_id"] == j)) for j in jobs}
+    (a0, a1), (b0, b1) = spans.values()
+    assert a0 < b1 and b0 < a1
+
+    for job, model, shape in ((jobs[0], "matmul", (1, 128)), (jobs[1], "conv2d", None)):
+        out_dir = tmp / f"result-{job}"
+        got = cli("result", job, "-o", str(out_dir), "--scheduler", address)
+        assert got.returncode == 0, got.stderr
+        report = json.loads((out_dir / "report.json").read_text())
+        assert report["trials"] == 16 and (out_dir / "model.so").exists()
+        net = SimpleTVM.from_zoo(model, shape).target(json.loads(TARGET))
+        net.use_records(out_dir / "records").benchmark(repeat=5)
+        assert net.latency.median_us < net.untuned_latency.median_us
+
+
+def test_cancel_watch_and_result_through_the_cli(cluster) -> None:
+    address = cluster["address"]
+    job = submit(address, "zoo:conv2d", 100_000)
+    wait_for(lambda: cli("show", job, "--scheduler", address).stdout.startswith("running"),
+             120, "the job to start running")
+    cancelled = cli("cancel", job, "--scheduler", address)
+    assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout
+    assert cli("show", job, "--scheduler", address).stdout.splitlines()[0] == "cancelled"
+    watched = cli("watch", job, "--scheduler", address)
+    assert watched.returncode == 1 and f"{job} cancelled" in watched.stdout
+    result = cli("result", job, "-o", str(cluster["tmp"] / "r"), "--scheduler", address)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "cancelled" in result.stderr
+    again = cli("cancel", job, "--scheduler", address)
+    assert again.returncode == 1 and "already cancelled" in again.stderr
+    # the runners are free again: leases of the cancelled job were all ended
+    wait_for(lambda: all(not r.leases for r in Client(address).runners()), 30,
+             "the cancelled job's leases to end")
+
+
+def test_sigterm_daemon_mid_job_then_restart_finishes_jobs(tmp_path) -> None:
+    state = tmp_path / "state" / "s.db"
+    daemon = Daemon(state, tmp_path / "daemon1.log")
+    address = daemon.address
+    runners = [Runner(address, f"r{i}", "box", tmp_path / "work", tmp_path / f"runner{i}.log")
+               for i in (1, 2)]
+    try:
+        wait_for(lambda: connected_runners(address) == 2, 60, "two runners to register")
+        jobs = [submit(address, "zoo:matmul", 24), submit(address, "zoo:mlp", 24)]
+
+        def some_progress() -> bool:
+            with Client(address) as client:
+                return any(client.get(j).trials_done > 0 for j in jobs)
+
+        wait_for(some_progress, 300, "a learn stage to commit")
+        assert daemon.stop(signal.SIGTERM) == 0
+        daemon = Daemon(state, tmp_path / "daemon2.log", listen=address)
+        with Client(address) as client:
+            assert {j.job_id for j in client.jobs()} == set(jobs)
+        for job in jobs:
+            watched = cli("watch", job, "--scheduler", address)
+            assert watched.returncode == 0, watched.stdout + watched.stderr
+        with Client(address) as client:
+            assert all(client.get(j).trials_done == 24 for j in jobs)
+    finally:
+        for r in runners:
+            r.stop()
+        daemon.stop()
