@@ -249,9 +249,10 @@ def timeline(address: str, out_path: str) -> None:
     def go() -> None:
         with Client(address) as client:
             leases = client.timeline()
+            names = {j.job_id: j.name for j in client.jobs()}
         if not leases:
             _fail("no leases yet: submit a job first")
-        plot_timeline(leases, Path(out_path), now=time.time())
+        plot_timeline(leases, Path(out_path), now=time.time(), labels=names)
         click.echo(f"wrote {out_path} ({len(leases)} leases)")
 
     _guard(go)

@@ -86,7 +86,8 @@ def _run(console: Console, client: Client, out: Path, trials: int, ncores: int) 
         curves[job.name] = report["curve"]
         for line in report_lines(report):
             console.print(line, highlight=False)
-    png = plot_timeline(client.timeline(), out / "timeline.png", title="demo lease timeline")
+    png = plot_timeline(client.timeline(), out / "timeline.png", title="demo lease timeline",
+                        labels={j.job_id: j.name for j in jobs})
     curve_png = plot_curves(curves, out / "tuning-curves.png", "demo: best latency over time")
     console.print(f"wrote {png} and {curve_png}")
     if any(j.state != "done" for j in jobs):

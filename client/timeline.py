@@ -24,7 +24,7 @@ def rows_of(leases: list[dict[str, Any]]) -> list[str]:
 
 
 def plot_timeline(leases: list[dict[str, Any]], path: Path, now: float | None = None,
-                  title: str = "lease timeline") -> Path:
+                  title: str = "lease timeline", labels: dict[str, str] | None = None) -> Path:
     """Write a PNG: x = seconds since the first grant; colour = job; hatched = profile."""
     rows = rows_of(leases)
     index = {r: i for i, r in enumerate(rows)}
@@ -47,7 +47,9 @@ def plot_timeline(leases: list[dict[str, Any]], path: Path, now: float | None = 
     ax.set_yticks(range(len(rows)), rows)
     ax.invert_yaxis()
     ax.set(xlabel="seconds", title=title)
-    handles = [Patch(color=colours[j], label=j) for j in jobs]
+    labels = labels or {}
+    handles = [Patch(color=colours[j], label=f"{labels[j]} ({j})" if j in labels else j)
+               for j in jobs]
     handles.append(Patch(facecolor="white", edgecolor="black", hatch="///", label="profile"))
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(True, axis="x", alpha=0.3)

@@ -1,0 +1,35 @@
+"""SimpleTVM end to end with TVM's own tuning loop: tune, compile, benchmark, export, report."""
+
+from __future__ import annotations
+
+import pytest
+
+from simpletvm import SimpleTVM, SimpleTVMError
+
+pytestmark = pytest.mark.tvm
+
+
+def test_chain_tunes_benchmarks_exports_and_reports(tmp_path) -> None:
+    net = SimpleTVM.from_zoo("matmul", (1, 128)).target({"kind": "llvm", "num-cores": 1})
+    assert net.extract().tasks[0].flops > 0
+    net.tune(trials=8, work_dir=tmp_path / "tune", batch_size=8).compile().benchmark(repeat=5)
+    report = net.report()
+    assert report["tuning"]["trials"] == 8 and report["tasks"]
+    for key in ("mean_us", "median_us", "p90_us", "cv"):
+        assert report["tuned"][key] > 0 and report["untuned"][key] > 0
+    assert report["speedup"] == report["untuned"]["median_us"] / report["tuned"]["median_us"]
+    lib = net.export(tmp_path / "model.so")
+    import tvm
+
+    assert lib.stat().st_size > 0 and tvm.runtime.load_module(str(lib)) is not None
+    assert list((tmp_path / "tune").glob("*.json"))  # TVM's own records
+
+
+def test_bad_trials_and_relax_without_main() -> None:
+    net = SimpleTVM.from_zoo("mlp")
+    with pytest.raises(SimpleTVMError, match="trials must be positive"):
+        net.tune(trials=0, work_dir="unused")
+    import tvm
+
+    with pytest.raises(SimpleTVMError, match="no 'main'"):
+        SimpleTVM.from_relax(tvm.IRModule({}))
