@@ -121,3 +121,39 @@ def test_sigterm_daemon_mid_job_then_restart_finishes_jobs(tmp_path) -> None:
         for r in runners:
             r.stop()
         daemon.stop()
+
+
+def test_job_moves_to_another_host_when_its_host_dies(tmp_path) -> None:
+    daemon = Daemon(tmp_path / "state" / "s.db", tmp_path / "daemon.log")
+    address = daemon.address
+    runners = {h: Runner(address, f"r-{h}", h, tmp_path / f"work-{h}", tmp_path / f"{h}.log")
+               for h in ("h1", "h2")}
+    try:
+        wait_for(lambda: connected_runners(address) == 2, 60, "two runners to register")
+        job = submit(address, "zoo:matmul", 32)
+
+        def committed_and_running() -> str:
+            with Client(address) as client:
+                info = client.get(job)
+            return info.host_id if info.trials_done >= 8 and info.stage else ""
+
+        first_host = wait_for(committed_and_running, 300, "a committed round")
+        victim = runners[first_host]
+        os.killpg(victim.proc.pid, signal.SIGKILL)  # the runner and its stage processes
+        victim.proc.wait()
+        watched = cli("watch", job, "--scheduler", address)
+        assert watched.returncode == 0, watched.stdout + watched.stderr
+        with Client(address) as client:
+            leases = client.timeline()
+            info = client.get(job)
+        assert info.trials_done == 32 and info.host_id != first_host
+        assert {x["host_id"] for x in leases} == {"h1", "h2"}
+        assert any(x["outcome"] in ("revoked", "expired") for x in leases)
+        out_dir = tmp_path / "result"
+        assert cli("result", job, "-o", str(out_dir), "--scheduler", address).returncode == 0
+        records = (out_dir / "records" / "00" / "database_tuning_record.json").read_text()
+        assert len(records.splitlines()) == 32  # nothing lost, nothing counted twice
+    finally:
+        for r in runners.values():
+            r.stop()
+        daemon.stop()
