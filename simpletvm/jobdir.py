@@ -97,6 +97,9 @@ class Progress:
     tasks: list[TaskProgress] = field(default_factory=list)
     curve: list[dict[str, Any]] = field(default_factory=list)
     cost_model_trained_size: int = 0
+    # per task dir: bytes of database_tuning_record.json and measured.txt as of the last commit;
+    # anything past them was written by a learn that died before committing progress.json
+    committed_bytes: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -5,8 +5,10 @@ The only writer of the task's database, measured.txt, cost_model.tar and progres
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 from simpletvm import context
@@ -23,39 +25,51 @@ def _median(xs: list[float]) -> float:
     return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
 
 
-def _commit(ctx: StageContext, task: int, entries: list[dict[str, Any]],
-            results: list[dict[str, Any]]) -> None:
+RECORDS = "db/database_tuning_record.json"
+MEASURED = "measured.txt"
+
+
+def _truncate_uncommitted(task_dir: Path, committed: dict[str, int]) -> None:
+    """Cut what a learn that died before writing progress.json appended, so a retry neither
+    duplicates records nor loses any: progress.json is the commit point."""
+    for name in (RECORDS, MEASURED):
+        path, limit = task_dir / name, committed.get(name, 0)  # never committed: nothing kept
+        if path.exists() and path.stat().st_size > limit:
+            with open(path, "r+b") as f:
+                f.truncate(limit)
+
+
+def _commit(ctx: StageContext, task_dir: Path, info: Any, entries: list[dict[str, Any]],
+            results: list[dict[str, Any]], trained_size: int) -> int:
+    """Append the round's records and hashes; update and save the cost model (atomically)."""
     import tvm
     from tvm.s_tir import meta_schedule as ms
     from tvm.s_tir.meta_schedule.runner import RunnerResult
 
     job, spec = ctx.job, ctx.job.spec()
-    info = job.tasks()[task]
-    task_dir = job.task_dir(info)
     workload = tvm.ir.load_json((task_dir / "task.json").read_text())
     tctx = context.tune_context(workload, spec.target, info.name, seed=0, num_threads=ctx.threads)
     cands = [to_measure_candidate(workload, e) for e in entries]
     runner_results = [RunnerResult(r["run_secs"], r["error"]) for r in results]
-    model = context.cost_model(job.cost_model_path, ctx.threads)
-    model.last_train_size = job.progress().cost_model_trained_size
-    model.update(tctx, cands, runner_results)
-    model.save(str(job.cost_model_path))
     db = context.database(task_dir)
     wl = db.commit_workload(workload)
     for cand, res in zip(cands, results, strict=True):
         run_secs = res["run_secs"] or [FAILED_RUN_SECS]
         db.commit_tuning_record(ms.database.TuningRecord(
             cand.sch.trace, wl, [float(s) for s in run_secs], tctx.target, cand.args_info))
-    with open(task_dir / "measured.txt", "a") as f:
+    with open(task_dir / MEASURED, "a") as f:
         f.write("".join(e["hash"] + "\n" for e in entries))
+    model = context.cost_model(job.cost_model_path, ctx.threads)
+    model.last_train_size = trained_size
+    model.update(tctx, cands, runner_results)
+    pending = job.cost_model_path.with_name("cost_model.pending.tar")
+    model.save(str(pending))
     return model.last_train_size
 
 
-def _committed(job: Any, task: int, entries: list[dict[str, Any]]) -> bool:
-    """True when every candidate of the round is already in the task's measured.txt."""
-    path = job.task_dir(job.tasks()[task]) / "measured.txt"
-    measured = set(path.read_text().split()) if path.exists() else set()
-    return all(e["hash"] in measured for e in entries)
+def _plan_id(round_: int, entries: list[dict[str, Any]]) -> str:
+    digest = hashlib.sha1("".join(e["hash"] for e in entries).encode()).hexdigest()[:16]
+    return f"{round_}:{digest}"
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
@@ -64,15 +78,23 @@ def run(ctx: StageContext) -> dict[str, Any]:
     plan = read_json(ctx.round_dir / "candidates.json")
     progress = job.progress()
     task, entries = plan["task"], plan["candidates"]
-    if entries and _committed(job, task, entries):  # a retried learn: do not count twice
+    plan_id = _plan_id(ctx.round, entries)
+    if any(c.get("plan") == plan_id for c in progress.curve):  # a retried learn
         return _summary(job, progress, plan, None, replayed=True)
     for index in plan.get("exhausted_tasks", []):
         progress.tasks[index].exhausted = True
     batch_best = None
+    infos = job.tasks()
+    pending = job.cost_model_path.with_name("cost_model.pending.tar")
     if task is not None and entries:
+        info = infos[task]
+        task_dir = job.task_dir(info)
+        _truncate_uncommitted(task_dir, progress.committed_bytes.get(info.dirname, {}))
         results = read_json(ctx.round_dir / "results.json")["results"]
-        trained = _commit(ctx, task, entries, results)
-        progress.cost_model_trained_size = trained
+        progress.cost_model_trained_size = _commit(ctx, task_dir, info, entries, results,
+                                                   progress.cost_model_trained_size)
+        progress.committed_bytes[info.dirname] = {
+            name: (task_dir / name).stat().st_size for name in (RECORDS, MEASURED)}
         medians = [_median(r["run_secs"]) * 1e6 for r in results if r["run_secs"]]
         batch_best = min(medians) if medians else None
         state = progress.tasks[task]
@@ -81,11 +103,12 @@ def run(ctx: StageContext) -> dict[str, Any]:
         if batch_best is not None and (state.best_us is None or batch_best < state.best_us):
             state.best_us = batch_best
     progress.rounds = ctx.round + 1
-    infos = job.tasks()
-    progress.curve.append({"round": ctx.round, "time": time.time(), "trials": progress.trials,
-                           "task": task, "batch_best_us": batch_best,
+    progress.curve.append({"round": ctx.round, "plan": plan_id, "time": time.time(),
+                           "trials": progress.trials, "task": task, "batch_best_us": batch_best,
                            "estimated_latency_us": progress.estimated_latency_us(infos)})
-    job.write_progress(progress)
+    job.write_progress(progress)  # the commit point
+    if pending.exists():
+        pending.replace(job.cost_model_path)
     shutil.rmtree(ctx.round_dir / "art", ignore_errors=True)
     return _summary(job, progress, plan, batch_best, replayed=False)
 

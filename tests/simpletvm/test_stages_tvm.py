@@ -72,3 +72,26 @@ def test_stage_failure_comes_back_as_data(tmp_path, executor) -> None:
     assert outcome.status == "error"
     assert "job.json is missing" in outcome.error and "\n" not in outcome.error
     assert "Traceback" in outcome.traceback
+
+
+def test_learn_retried_after_a_crash_neither_duplicates_nor_loses(tmp_path, executor) -> None:
+    job = create_job(tmp_path / "job", _spec(model="zoo:matmul", input_shapes=None, trials=16,
+                                             batch_size=8))
+    for stage in ("extract", "search", "build", "profile"):
+        outcome = executor.run(StageRequest(stage, str(job.root), 0, cores=CORES))
+        assert outcome.ok, outcome.traceback
+    before = job.progress_path.read_text()
+    assert executor.run(StageRequest("learn", str(job.root), 0, cores=CORES)).ok
+    records = job.root / "tasks" / "00" / "db" / "database_tuning_record.json"
+    assert len(records.read_text().splitlines()) == 8
+    # a retry of a committed learn changes nothing
+    again = executor.run(StageRequest("learn", str(job.root), 0, cores=CORES))
+    assert again.ok and again.result["replayed"]
+    assert len(records.read_text().splitlines()) == 8 and job.progress().trials == 8
+    # a learn that died after appending records but before committing progress.json
+    job.progress_path.write_text(before)
+    retried = executor.run(StageRequest("learn", str(job.root), 0, cores=CORES))
+    assert retried.ok and not retried.result["replayed"]
+    assert len(records.read_text().splitlines()) == 8 and job.progress().trials == 8
+    measured = (job.root / "tasks" / "00" / "measured.txt").read_text().split()
+    assert len(measured) == len(set(measured)) == 8
