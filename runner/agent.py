@@ -157,7 +157,15 @@ class Agent:
                 return  # the scheduler took the lease back: it does not want this result
             if outcome.ok and start.stage in ("extract", "learn", "compile"):
                 self._upload(job, start, "result" if start.stage == "compile" else "state")
-        except Exception as exc:  # fetch/upload/prepare failures are stage failures
+        except grpc.RpcError as exc:
+            # the scheduler went away (or is restarting): not the stage's fault. Send nothing;
+            # the lease is revoked when this runner re-registers, and the stage runs again.
+            log.warning("stage %s of %s: scheduler unreachable for job state (%s); dropping "
+                        "the result", start.stage, start.job_id, exc.code().name)
+            with self.lock:
+                self.running.pop(lease.lease_id, None)
+            return
+        except Exception as exc:  # prepare failures (bad bundle, disk) are stage failures
             log.exception("stage %s of %s failed before or after running", start.stage,
                           start.job_id)
             outcome = StageOutcome(start.stage, "error", error=f"{type(exc).__name__}: {exc}",

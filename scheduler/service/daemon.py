@@ -98,6 +98,7 @@ class Daemon:
         self.watchers: dict[str, list[queue.Queue]] = {}
         self._events_since_snapshot = 0
         self._stop = threading.Event()
+        self.stopping = threading.Event()
         self._clock_thread: threading.Thread | None = None
         self._restored_runners: dict[str, float] = {}
         self._recover()
@@ -129,8 +130,15 @@ class Daemon:
         self._clock_thread = threading.Thread(target=self._clock_loop, name="clock", daemon=True)
         self._clock_thread.start()
 
+    def begin_stop(self) -> None:
+        """From now on runner messages are ignored: what arrives while the server drains would
+        otherwise be handled against a state about to be frozen (their leases are revoked
+        when the runners re-register with the next daemon)."""
+        self.stopping.set()
+
     def stop(self) -> None:
         """Stop the clock, tell runners, write a snapshot, close the store."""
+        self.stopping.set()
         self._stop.set()
         if self._clock_thread:
             self._clock_thread.join(timeout=5)
@@ -149,6 +157,8 @@ class Daemon:
 
     def tick(self) -> None:
         """Expire leases, drop runners that stopped talking."""
+        if self.stopping.is_set():
+            return
         with self.lock:
             now = self.config.clock()
             lost = [link.runner_id for link in self.links.values()
@@ -417,6 +427,8 @@ class Daemon:
 
     def runner_heartbeat(self, link: RunnerLink, foreign_load: float,
                          gpu_util: tuple[float, ...]) -> None:
+        if self.stopping.is_set():
+            return
         with self.lock:
             if self.links.get(link.runner_id) is not link or not link.connected:
                 return
@@ -426,6 +438,8 @@ class Daemon:
             self._handle(HeartbeatReceived(link.runner_id, foreign_load, gpu_util))
 
     def runner_result(self, link: RunnerLink, result: dict[str, Any]) -> None:
+        if self.stopping.is_set():
+            return
         with self.lock:
             link.last_seen = self.config.clock()
             rec = self.leases.get(result["lease_id"])
@@ -442,6 +456,8 @@ class Daemon:
             self._handle(event)
 
     def runner_disconnected(self, link: RunnerLink) -> None:
+        if self.stopping.is_set():
+            return  # the runner will re-register with the next daemon
         with self.lock:
             if self.links.get(link.runner_id) is not link:
                 return  # replaced by a newer connection of the same runner
@@ -467,6 +483,8 @@ class Daemon:
 
     def store_bundle(self, job_id: str, lease_id: str, epoch: int, kind: str, version: int,
                      data: bytes) -> None:
+        if self.stopping.is_set():
+            raise FailedPrecondition("the scheduler is shutting down: retry after it restarts")
         with self.lock:
             record = self.get(job_id)
             if not self.lease_is_live(lease_id, epoch):

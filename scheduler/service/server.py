@@ -54,6 +54,7 @@ class Service:
         return self
 
     def stop(self, grace: float = 2.0) -> None:
+        self.daemon.begin_stop()
         self.server.stop(grace).wait()
         self.daemon.stop()
 
