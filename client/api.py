@@ -12,6 +12,7 @@ import grpc
 
 from proto import tunesched_pb2 as pb
 from proto import tunesched_pb2_grpc as pb_grpc
+from proto.transport import metadata, open_channel
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 CHUNK = 1 << 20
@@ -30,6 +31,8 @@ def _translate(exc: grpc.RpcError, address: str) -> ClientError:
     if code == grpc.StatusCode.UNAVAILABLE:
         return ClientError(f"cannot reach the scheduler at {address}: start it with "
                            "`tunesched scheduler` or pass --scheduler HOST:PORT", code)
+    if code == grpc.StatusCode.UNAVAILABLE and "ssl" in (exc.details() or "").lower():
+        return ClientError(f"TLS handshake with {address} failed: check --tls-ca", code)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return ClientError(f"the scheduler at {address} did not answer in time", code)
     return ClientError(exc.details() or code.name, code)
@@ -38,11 +41,12 @@ def _translate(exc: grpc.RpcError, address: str) -> ClientError:
 class Client:
     """Calls to one scheduler."""
 
-    def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0) -> None:
+    def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0,
+                 token: str | None = None, tls_ca: bytes | None = None) -> None:
         self.address = address
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(address, options=[
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024)])
+        self.metadata = metadata(token)
+        self.channel = open_channel(address, tls_ca)
         self.stub = pb_grpc.SchedulerStub(self.channel)
 
     def close(self) -> None:
@@ -56,7 +60,8 @@ class Client:
 
     def _call(self, method: str, request: Any) -> Any:
         try:
-            return getattr(self.stub, method)(request, timeout=self.timeout)
+            return getattr(self.stub, method)(request, timeout=self.timeout,
+                                              metadata=self.metadata)
         except grpc.RpcError as exc:
             raise _translate(exc, self.address) from None
 
@@ -87,7 +92,8 @@ class Client:
         last: ClientError | None = None
         for _ in range(3):  # idempotent thanks to request_id
             try:
-                return self.stub.SubmitJob(messages(), timeout=self.timeout)
+                return self.stub.SubmitJob(messages(), timeout=self.timeout,
+                                           metadata=self.metadata)
             except grpc.RpcError as exc:
                 last = _translate(exc, self.address)
                 if exc.code() != grpc.StatusCode.UNAVAILABLE:
@@ -115,7 +121,8 @@ class Client:
 
     def watch(self, job_id: str) -> Iterator[pb.JobEvent]:
         try:
-            yield from self.stub.WatchJob(pb.WatchJobRequest(job_id=job_id))
+            yield from self.stub.WatchJob(pb.WatchJobRequest(job_id=job_id),
+                                          metadata=self.metadata)
         except grpc.RpcError as exc:
             raise _translate(exc, self.address) from None
 
@@ -124,7 +131,8 @@ class Client:
         files: dict[str, bytearray] = {}
         try:
             for chunk in self.stub.FetchResult(pb.FetchResultRequest(job_id=job_id),
-                                               timeout=self.timeout * 10):
+                                               timeout=self.timeout * 10,
+                                               metadata=self.metadata):
                 files.setdefault(chunk.path, bytearray()).extend(chunk.data)
         except grpc.RpcError as exc:
             raise _translate(exc, self.address) from None

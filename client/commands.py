@@ -3,6 +3,7 @@ timeline, demo. Registered on the `tunesched` group by import."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -21,6 +22,49 @@ from client.format import job_lines, job_table_rows, us
 SCHEDULER_OPTION = click.option(
     "--scheduler", "address", envvar="TUNESCHED_SCHEDULER", default=DEFAULT_ADDRESS,
     show_default=True, help="Scheduler address (env TUNESCHED_SCHEDULER).")
+TOKEN_OPTION = click.option(
+    "--token-file", envvar="TUNESCHED_TOKEN_FILE", default=None,
+    type=click.Path(dir_okay=False), help="File (mode 0600) holding your token "
+    "(env TUNESCHED_TOKEN_FILE).")
+TLS_CA_OPTION = click.option(
+    "--tls-ca", envvar="TUNESCHED_TLS_CA", default=None, type=click.Path(dir_okay=False),
+    help="PEM certificate to trust for TLS (env TUNESCHED_TLS_CA).")
+
+
+def _secret(token_file: str | None) -> str | None:
+    from scheduler.service.auth import TokenFileError, read_secret_file
+
+    if not token_file:
+        return None
+    try:
+        return read_secret_file(token_file)
+    except TokenFileError as exc:
+        _fail(str(exc))
+    return None
+
+
+def _pem(path: str | None) -> bytes | None:
+    from proto.transport import read_pem
+
+    try:
+        return read_pem(path)
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror}")
+    return None
+
+
+def client_options(fn: Any) -> Any:
+    """--scheduler, --token-file, --tls-ca; the command gets `connect()` -> Client."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, address: str, token_file: str | None, tls_ca: str | None,
+                **kwargs: Any) -> Any:
+        kwargs["connect"] = lambda: Client(address, token=_secret(token_file), tls_ca=_pem(tls_ca))
+        return fn(*args, **kwargs)
+
+    for option in (TLS_CA_OPTION, TOKEN_OPTION, SCHEDULER_OPTION):
+        wrapper = option(wrapper)
+    return wrapper
 
 
 @cli.command()
@@ -36,16 +80,35 @@ SCHEDULER_OPTION = click.option(
               help="Seconds without a heartbeat before a runner is declared lost.")
 @click.option("--cpu-profile", type=click.Choice(["host", "cores"]), default="host",
               show_default=True, help="What a CPU profile lease owns exclusively.")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="PEM certificate: serve TLS (with --tls-key).")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="PEM private key of --tls-cert.")
+@click.option("--runner-token-file", type=click.Path(dir_okay=False), default=None,
+              help="File (0600) with the token runners must present.")
+@click.option("--users-file", type=click.Path(dir_okay=False), default=None,
+              help='File (0600), JSON {"alice": {"token": "...", "admin": false}}.')
 def scheduler(listen: str, state_path: str, policy: str, lease_ttl: float,
-              runner_timeout: float, cpu_profile: str) -> None:
+              runner_timeout: float, cpu_profile: str, tls_cert: str | None,
+              tls_key: str | None, runner_token_file: str | None,
+              users_file: str | None) -> None:
     """Run the scheduler daemon until SIGTERM/SIGINT."""
+    from scheduler.service.auth import Auth, TokenFileError
     from scheduler.service.daemon import DaemonConfig
     from scheduler.service.server import serve
 
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    if bool(tls_cert) != bool(tls_key):
+        _fail("--tls-cert and --tls-key go together: pass both or neither")
+    try:
+        auth = Auth.from_files(runner_token_file, users_file)
+    except TokenFileError as exc:
+        _fail(str(exc))
+    tls = (Path(tls_key).read_bytes(), Path(tls_cert).read_bytes()) if tls_cert else None
     config = DaemonConfig(Path(state_path), policy=policy, lease_ttl_s=lease_ttl,
-                          runner_timeout_s=runner_timeout, cpu_profile_exclusivity=cpu_profile)
-    _guard(lambda: serve(config, listen))
+                          runner_timeout_s=runner_timeout, cpu_profile_exclusivity=cpu_profile,
+                          auth=auth)
+    _guard(lambda: serve(config, listen, tls))
 
 
 def _parse_gpus(text: str) -> list[int] | None:
@@ -60,6 +123,8 @@ def _parse_gpus(text: str) -> list[int] | None:
 
 @cli.command()
 @SCHEDULER_OPTION
+@TOKEN_OPTION
+@TLS_CA_OPTION
 @click.option("--host-id", default=None, help="Host this runner runs on (default: hostname). "
               "Runners of one host must share one --work-dir.")
 @click.option("--cores", default=None, help="Cores to offer, e.g. 0-3 (default: all allowed).")
@@ -67,8 +132,8 @@ def _parse_gpus(text: str) -> list[int] | None:
 @click.option("--work-dir", required=True, type=click.Path(file_okay=False),
               help="Where job directories live.")
 @click.option("--runner-id", default=None, help="Stable id (default: generated).")
-def runner(address: str, host_id: str | None, cores: str | None, gpus: str, work_dir: str,
-           runner_id: str | None) -> None:
+def runner(address: str, token_file: str | None, tls_ca: str | None, host_id: str | None,
+           cores: str | None, gpus: str, work_dir: str, runner_id: str | None) -> None:
     """Run a runner agent: register this host's resources and run leased stages."""
     from runner.agent import Agent, RunnerConfig
     from runner.hostinfo import detect
@@ -79,7 +144,8 @@ def runner(address: str, host_id: str | None, cores: str | None, gpus: str, work
         host = detect(host_id, parse_ids(cores) if cores else None, _parse_gpus(gpus))
     except ValueError as exc:
         _fail(str(exc))
-    config = RunnerConfig(address, host, Path(work_dir))
+    config = RunnerConfig(address, host, Path(work_dir), token=_secret(token_file) or "",
+                          tls_ca=_pem(tls_ca))
     if runner_id:
         config.runner_id = runner_id
     agent = Agent(config)
@@ -91,6 +157,8 @@ def runner(address: str, host_id: str | None, cores: str | None, gpus: str, work
     click.echo(f"runner {config.runner_id} on host {host.host_id}: cores {host.cores}, "
                f"gpus {host.gpus or 'none'}, scheduler {address}")
     agent.run(stop)
+    if agent.fatal:
+        _fail(agent.fatal)
 
 
 def _shapes(values: tuple[str, ...]) -> dict[str, list[int]] | None:
@@ -106,7 +174,7 @@ def _shapes(values: tuple[str, ...]) -> dict[str, list[int]] | None:
 
 @cli.command()
 @click.argument("model")
-@SCHEDULER_OPTION
+@client_options
 @click.option("--target", default="cpu", show_default=True, help="cpu, cuda, or a JSON dict.")
 @click.option("--trials", type=int, required=True, help="Trial budget.")
 @click.option("--name", default="", help="Job name (default: the model's).")
@@ -115,12 +183,12 @@ def _shapes(values: tuple[str, ...]) -> dict[str, list[int]] | None:
 @click.option("--batch-size", default=32, show_default=True, help="Candidates per round.")
 @click.option("--input-shape", multiple=True, help="NAME=d0,d1,... for dynamic inputs.")
 @click.option("--user", default=lambda: os.environ.get("USER", "default"), show_default="$USER")
-def submit(model: str, address: str, target: str, trials: int, name: str, priority: int,
+def submit(model: str, connect: Any, target: str, trials: int, name: str, priority: int,
            latency_goal_us: float, batch_size: int, input_shape: tuple[str, ...],
            user: str) -> None:
     """Submit MODEL (a .onnx file or zoo:NAME); prints the job id as the last line."""
     def go() -> None:
-        with Client(address) as client:
+        with connect() as client:
             info = client.submit(model, target, trials, name, priority, latency_goal_us,
                                  batch_size, user, _shapes(input_shape))
         click.echo(f"submitted {info.name} ({info.model}, {info.trial_budget} trials)")
@@ -130,12 +198,12 @@ def submit(model: str, address: str, target: str, trials: int, name: str, priori
 
 
 @cli.command()
-@SCHEDULER_OPTION
+@client_options
 @click.option("--state", default="", help="Only jobs in this state.")
-def jobs(address: str, state: str) -> None:
+def jobs(connect: Any, state: str) -> None:
     """List jobs."""
     def go() -> None:
-        with Client(address) as client:
+        with connect() as client:
             infos = client.jobs(state)
         for line in job_table_rows(infos):
             click.echo(line)
@@ -145,11 +213,11 @@ def jobs(address: str, state: str) -> None:
 
 @cli.command()
 @click.argument("job_id")
-@SCHEDULER_OPTION
-def show(job_id: str, address: str) -> None:
+@client_options
+def show(job_id: str, connect: Any) -> None:
     """Print a job's state word, then its details."""
     def go() -> None:
-        with Client(address) as client:
+        with connect() as client:
             info = client.get(job_id)
         click.echo(info.state)
         for line in job_lines(info):
@@ -160,8 +228,8 @@ def show(job_id: str, address: str) -> None:
 
 @cli.command()
 @click.argument("job_id")
-@SCHEDULER_OPTION
-def watch(job_id: str, address: str) -> None:
+@client_options
+def watch(job_id: str, connect: Any) -> None:
     """Follow a job live until it ends; exit 0 if it is done, 1 otherwise."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -170,7 +238,7 @@ def watch(job_id: str, address: str) -> None:
     def go() -> None:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("trials  best {task.fields[best]}  ETA {task.fields[eta]}"))
-        with Client(address) as client, Progress(*columns, transient=False) as bar:
+        with connect() as client, Progress(*columns, transient=False) as bar:
             task = bar.add_task(job_id, total=None, best="-", eta="-")
             for event in client.watch(job_id):
                 job = event.job
@@ -192,11 +260,11 @@ def watch(job_id: str, address: str) -> None:
 
 @cli.command()
 @click.argument("job_id")
-@SCHEDULER_OPTION
-def cancel(job_id: str, address: str) -> None:
+@client_options
+def cancel(job_id: str, connect: Any) -> None:
     """Cancel a job."""
     def go() -> None:
-        with Client(address) as client:
+        with connect() as client:
             info = client.cancel(job_id)
         click.echo(f"{info.job_id} {info.state}")
 
@@ -205,12 +273,12 @@ def cancel(job_id: str, address: str) -> None:
 
 @cli.command()
 @click.argument("job_id")
-@SCHEDULER_OPTION
+@client_options
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False))
-def result(job_id: str, address: str, out_dir: str) -> None:
+def result(job_id: str, connect: Any, out_dir: str) -> None:
     """Fetch a done job's records, compiled model and report into a directory."""
     def go() -> None:
-        with Client(address) as client:
+        with connect() as client:
             files = client.fetch_result(job_id, Path(out_dir))
         report = Path(out_dir) / "report.json"
         if report.exists():
@@ -221,11 +289,11 @@ def result(job_id: str, address: str, out_dir: str) -> None:
 
 
 @cli.command()
-@SCHEDULER_OPTION
-def runners(address: str) -> None:
+@client_options
+def runners(connect: Any) -> None:
     """List runners, their hosts, resources and leases."""
     def go() -> None:
-        with Client(address) as client:
+        with connect() as client:
             rows = client.runners()
         click.echo(f"{'runner':<20} {'host':<14} {'cores':<10} {'gpus':<6} {'up':<4} "
                    f"{'load':<5} leases")
@@ -240,14 +308,14 @@ def runners(address: str) -> None:
 
 
 @cli.command()
-@SCHEDULER_OPTION
+@client_options
 @click.option("-o", "--out", "out_path", required=True, type=click.Path(dir_okay=False))
-def timeline(address: str, out_path: str) -> None:
+def timeline(connect: Any, out_path: str) -> None:
     """Draw the lease timeline (Gantt chart per host resource) as PNG."""
     from client.timeline import plot_timeline
 
     def go() -> None:
-        with Client(address) as client:
+        with connect() as client:
             leases = client.timeline()
             names = {j.job_id: j.name for j in client.jobs()}
         if not leases:

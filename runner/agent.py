@@ -23,6 +23,7 @@ import grpc
 
 from proto import tunesched_pb2 as pb
 from proto import tunesched_pb2_grpc as pb_grpc
+from proto.transport import metadata, open_channel
 from runner.hostinfo import HostInfo, LoadMeter
 from simpletvm import bundle
 from simpletvm.executor import StageExecutor, StageOutcome, StageProcess, StageRequest
@@ -43,6 +44,8 @@ class RunnerConfig:
     runner_id: str = field(default_factory=lambda: f"runner-{uuid.uuid4().hex[:8]}")
     reconnect_max_s: float = 10.0
     heartbeat_interval_s: float = 2.0
+    token: str = field(default="", repr=False)  # never printed
+    tls_ca: bytes | None = None
 
 
 class Agent:
@@ -57,6 +60,7 @@ class Agent:
         self.registered = threading.Event()
         self._outbox: queue.Queue | None = None
         self._stop = threading.Event()
+        self.fatal = ""  # set when the scheduler refuses this runner for good
 
     # ------------------------------------------------------------------ connection
     def run(self, stop: threading.Event | None = None) -> None:
@@ -67,6 +71,13 @@ class Agent:
             try:
                 self._session()
             except grpc.RpcError as exc:
+                if exc.code() in (grpc.StatusCode.UNAUTHENTICATED,
+                                  grpc.StatusCode.PERMISSION_DENIED,
+                                  grpc.StatusCode.INVALID_ARGUMENT):
+                    self.fatal = f"scheduler refused this runner: {exc.details()}"
+                    log.error("%s", self.fatal)
+                    self._stop.set()
+                    break
                 log.warning("scheduler %s unreachable (%s); retrying in %.1f s",
                             self.config.scheduler, exc.code().name, delay)
             finally:
@@ -88,7 +99,8 @@ class Agent:
         host = self.config.host
         outbox.put(pb.RunnerMessage(register=pb.Register(
             runner_id=self.config.runner_id, host_id=host.host_id, cores=host.cores,
-            gpus=host.gpus, memory_mb=host.memory_mb, target_kinds=host.target_kinds)))
+            gpus=host.gpus, memory_mb=host.memory_mb, target_kinds=host.target_kinds,
+            token=self.config.token)))
 
         def requests():
             while True:
@@ -97,9 +109,10 @@ class Agent:
                     return
                 yield msg
 
-        with grpc.insecure_channel(self.config.scheduler) as channel:
+        self.metadata = metadata(self.config.token)
+        with open_channel(self.config.scheduler, self.config.tls_ca) as channel:
             self.stub = pb_grpc.RunnerChannelStub(channel)
-            stream = self.stub.Connect(requests())
+            stream = self.stub.Connect(requests(), metadata=self.metadata)
             beat: threading.Thread | None = None
             try:
                 for msg in stream:
@@ -185,7 +198,7 @@ class Agent:
             local = job.progress().rounds if job.progress_path.exists() else -1
         if local < start.state_version or not job.spec_path.exists():
             data = b"".join(c.data for c in self.stub.FetchBundle(
-                pb.FetchBundleRequest(job_id=start.job_id)))
+                pb.FetchBundleRequest(job_id=start.job_id), metadata=self.metadata))
             bundle.unpack(data, job.root)
             log.info("fetched job %s state v%d (%d bytes)", start.job_id, start.state_version,
                      len(data))
@@ -202,7 +215,7 @@ class Agent:
             for i in range(0, max(len(data), 1), CHUNK):
                 yield pb.UploadBundleRequest(chunk=pb.FileChunk(data=data[i:i + CHUNK]))
 
-        self.stub.UploadBundle(parts())
+        self.stub.UploadBundle(parts(), metadata=self.metadata)
 
     def _revoke(self, lease_id: str, reason: str) -> None:
         with self.lock:

@@ -38,6 +38,7 @@ from scheduler.core import (
 )
 from scheduler.core import JobSpec as CoreJobSpec
 from scheduler.core.events import event_to_dict
+from scheduler.service.auth import Auth
 from scheduler.service.blobs import BlobStore
 from scheduler.service.errors import FailedPrecondition, InvalidRequest, NotFound
 from scheduler.service.records import JobRecord
@@ -63,6 +64,7 @@ class DaemonConfig:
     max_stage_retries: int = 2
     cpu_profile_exclusivity: str = "host"
     stage_timeouts_s: dict[str, float] = field(default_factory=lambda: dict(STAGE_TIMEOUTS_S))
+    auth: Auth = field(default_factory=Auth)
     clock: Callable[[], float] = time.time
 
 
@@ -339,6 +341,7 @@ class Daemon:
         """Register a validated job (idempotent on request_id) and hand it to the core."""
         with self.lock:
             if record.request_id:
+                record.request_id = f"{record.user}/{record.request_id}"  # scoped per user
                 existing = self.store.job_by_request(record.request_id)
                 if existing is not None:
                     return self.jobs[existing["job_id"]]

@@ -20,11 +20,16 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 SERVICES = ("tunesched.v1.Scheduler", "tunesched.v1.RunnerChannel")
 
 
-def create_server(daemon: Daemon, address: str,
-                  max_workers: int = 64) -> tuple[grpc.Server, int]:
-    """A started-to-be server bound to `address` ("host:0" picks a port); returns it and port."""
+def create_server(daemon: Daemon, address: str, tls: tuple[bytes, bytes] | None = None,
+                  max_workers: int = 1024) -> tuple[grpc.Server, int]:
+    """A server bound to `address` ("host:0" picks a port); returns it and its port.
+
+    Every runner stream and every watcher holds a server thread for its lifetime, so the pool
+    is sized for hundreds of them (threads are created on demand). `tls` is (key, cert) PEM.
+    """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+        maximum_concurrent_rpcs=max_workers,
         options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                  ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
     pb_grpc.add_SchedulerServicer_to_server(SchedulerServicer(daemon), server)
@@ -33,7 +38,10 @@ def create_server(daemon: Daemon, address: str,
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", *SERVICES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    port = server.add_insecure_port(address)
+    if tls is not None:
+        port = server.add_secure_port(address, grpc.ssl_server_credentials([tls]))
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot listen on {address}: is the port in use?")
     return server, port
@@ -42,9 +50,10 @@ def create_server(daemon: Daemon, address: str,
 class Service:
     """A running daemon and its server; `stop()` shuts both down cleanly."""
 
-    def __init__(self, config: DaemonConfig, address: str) -> None:
+    def __init__(self, config: DaemonConfig, address: str,
+                 tls: tuple[bytes, bytes] | None = None) -> None:
         self.daemon = Daemon(config)
-        self.server, self.port = create_server(self.daemon, address)
+        self.server, self.port = create_server(self.daemon, address, tls)
         host = address.rsplit(":", 1)[0]
         self.address = f"{host}:{self.port}"
 
@@ -59,9 +68,13 @@ class Service:
         self.daemon.stop()
 
 
-def serve(config: DaemonConfig, address: str, ready: threading.Event | None = None) -> None:
+def serve(config: DaemonConfig, address: str, tls: tuple[bytes, bytes] | None = None,
+          ready: threading.Event | None = None) -> None:
     """Run until SIGTERM or SIGINT, then stop cleanly (state stays consistent on disk)."""
-    service = Service(config, address).start()
+    service = Service(config, address, tls).start()
+    if config.auth.clients_open and not address.startswith(("127.", "localhost", "[::1]")):
+        log.warning("no --users-file: any client that reaches %s can submit and cancel jobs",
+                    address)
     log.warning("tunesched scheduler listening on %s (state %s, policy %s)", service.address,
                 config.state_path, config.policy)
     print(f"listening on {service.address}", flush=True)

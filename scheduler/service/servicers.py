@@ -16,6 +16,7 @@ import grpc
 from proto import tunesched_pb2 as pb
 from proto import tunesched_pb2_grpc as pb_grpc
 from scheduler.service import convert
+from scheduler.service.auth import Caller, check_owner
 from scheduler.service.daemon import Daemon, RunnerLink
 from scheduler.service.errors import InvalidRequest, ServiceError, status_of
 from scheduler.service.records import MAX_MODEL_BYTES, JobRecord, validate_submission
@@ -47,9 +48,18 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
 
+    def _caller(self, context: grpc.ServicerContext) -> Caller:
+        return self.daemon.config.auth.client(context.invocation_metadata())
+
+    def _owned(self, job_id: str, context: grpc.ServicerContext) -> Any:
+        record = self.daemon.get(job_id)
+        check_owner(self._caller(context), record.user, job_id)
+        return record
+
     @_rpc
     def SubmitJob(self, request_iterator: Iterator[pb.SubmitJobRequest],
                   context: grpc.ServicerContext) -> pb.JobInfo:
+        caller = self._caller(context)
         spec, parts, size = None, [], 0
         for msg in request_iterator:
             if msg.HasField("spec"):
@@ -78,29 +88,35 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         record = JobRecord(
             job_id="", name=spec.name or spec.model.removeprefix("zoo:"), model=spec.model,
             target=target, trials=spec.trials, batch_size=spec.batch_size or 32,
-            seed=spec.seed, priority=spec.priority, user=spec.user or "default",
+            seed=spec.seed, priority=spec.priority,
+            user=(spec.user or caller.name) if self.daemon.config.auth.clients_open
+            else caller.name,
             latency_goal_us=spec.latency_goal_us or None, input_shapes=shapes,
             request_id=spec.request_id)
         return convert.job_info(self.daemon.submit(record, model))
 
     @_rpc
     def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> pb.JobInfo:
-        return convert.job_info(self.daemon.get(request.job_id))
+        return convert.job_info(self._owned(request.job_id, context))
 
     @_rpc
     def ListJobs(self, request: pb.ListJobsRequest,
                  context: grpc.ServicerContext) -> pb.ListJobsResponse:
+        caller = self._caller(context)
         return pb.ListJobsResponse(jobs=[convert.job_info(r)
-                                         for r in self.daemon.list_jobs(request.state)])
+                                         for r in self.daemon.list_jobs(request.state)
+                                         if caller.admin or r.user == caller.name])
 
     @_rpc
     def CancelJob(self, request: pb.CancelJobRequest,
                   context: grpc.ServicerContext) -> pb.JobInfo:
+        self._owned(request.job_id, context)
         return convert.job_info(self.daemon.cancel(request.job_id))
 
     def WatchJob(self, request: pb.WatchJobRequest,
                  context: grpc.ServicerContext) -> Iterator[pb.JobEvent]:
         try:
+            self._owned(request.job_id, context)
             q = self.daemon.subscribe(request.job_id)
         except ServiceError as exc:
             context.abort(status_of(exc), str(exc))
@@ -119,6 +135,7 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
     def FetchResult(self, request: pb.FetchResultRequest,
                     context: grpc.ServicerContext) -> Iterator[pb.FileChunk]:
         try:
+            self._owned(request.job_id, context)
             data = self.daemon.result_bundle(request.job_id)
         except ServiceError as exc:
             context.abort(status_of(exc), str(exc))
@@ -133,13 +150,17 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
     @_rpc
     def ListRunners(self, request: pb.ListRunnersRequest,
                     context: grpc.ServicerContext) -> pb.ListRunnersResponse:
+        self._caller(context)
         return pb.ListRunnersResponse(
             runners=[convert.runner_info(r) for r in self.daemon.runner_rows()])
 
     @_rpc
     def GetTimeline(self, request: pb.GetTimelineRequest,
                     context: grpc.ServicerContext) -> pb.Timeline:
-        return pb.Timeline(leases=[convert.lease_record(r) for r in self.daemon.timeline()])
+        caller = self._caller(context)
+        owners = {r.job_id: r.user for r in self.daemon.list_jobs()}
+        return pb.Timeline(leases=[convert.lease_record(r) for r in self.daemon.timeline()
+                                   if caller.admin or owners.get(r["job_id"]) == caller.name])
 
 
 class RunnerChannelServicer(pb_grpc.RunnerChannelServicer):
@@ -150,6 +171,10 @@ class RunnerChannelServicer(pb_grpc.RunnerChannelServicer):
 
     def Connect(self, request_iterator: Iterator[pb.RunnerMessage],
                 context: grpc.ServicerContext) -> Iterator[pb.SchedulerMessage]:
+        try:
+            self.daemon.config.auth.runner(context.invocation_metadata())
+        except ServiceError as exc:
+            context.abort(status_of(exc), str(exc))
         try:
             first = next(request_iterator)
         except StopIteration:
@@ -197,6 +222,7 @@ class RunnerChannelServicer(pb_grpc.RunnerChannelServicer):
     def FetchBundle(self, request: pb.FetchBundleRequest,
                     context: grpc.ServicerContext) -> Iterator[pb.FileChunk]:
         try:
+            self.daemon.config.auth.runner(context.invocation_metadata())
             data, version = self.daemon.job_bundle(request.job_id)
         except ServiceError as exc:
             context.abort(status_of(exc), str(exc))
@@ -205,6 +231,7 @@ class RunnerChannelServicer(pb_grpc.RunnerChannelServicer):
     @_rpc
     def UploadBundle(self, request_iterator: Iterator[pb.UploadBundleRequest],
                      context: grpc.ServicerContext) -> pb.UploadBundleResponse:
+        self.daemon.config.auth.runner(context.invocation_metadata())
         header, parts = None, []
         for msg in request_iterator:
             if msg.HasField("header"):
