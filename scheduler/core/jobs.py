@@ -280,7 +280,8 @@ def next_stage_kind(job: Job, finished: StageKind, result: Mapping[str, Any]) ->
     if finished is StageKind.EXTRACT:
         return StageKind.COMPILE if _tuning_over(job) else StageKind.SEARCH
     if finished is StageKind.LEARN:
-        job.trials_done = max(job.trials_done, int(result.get("trials_total", 0)))
+        if "trials_total" in result:  # what the job's records hold: authoritative (a round
+            job.trials_done = int(result["trials_total"])  # redone after a move counts once)
         _note_latency(job, result)
         if result.get("done") or _tuning_over(job):
             return StageKind.COMPILE

@@ -351,12 +351,13 @@ class SchedulerState:
 
     def _expire_due(self, now: float, out: list[Command]) -> None:
         heap = self._expiry
-        while heap and heap[0][0] <= now:
+        while heap and heap[0][0] < now:  # live through its expiry instant: a result
+            # arriving exactly then is accepted
             _, epoch, lease_id = heapq.heappop(heap)
             lease = self.leases.get(lease_id)
             if lease is None or lease.epoch != epoch or lease.expiry is None:
                 continue
-            if lease.expiry > now:  # extended by a heartbeat since this entry was pushed
+            if lease.expiry >= now:  # extended by a heartbeat since this entry was pushed
                 heapq.heappush(heap, (lease.expiry, epoch, lease_id))
                 continue
             self._kill_lease(lease, LeaseState.EXPIRED, now, "lease expired", out)

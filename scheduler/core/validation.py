@@ -40,7 +40,7 @@ def _check_leases(state: SchedulerState, problems: list[str]) -> None:
             problems.append(f"{where} is in the active index but {lease.state}")
         if lease.epoch > state.epoch:
             problems.append(f"{where} epoch {lease.epoch} > scheduler epoch {state.epoch}")
-        if lease.expiry is not None and lease.expiry <= state.now:
+        if lease.expiry is not None and lease.expiry < state.now:
             problems.append(f"{where} outlived its expiry {lease.expiry}")
         runner = state.runners.get(lease.holder)
         if runner is None or runner.host_id != lease.host_id or lease_id not in runner.leases:

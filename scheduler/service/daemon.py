@@ -249,7 +249,7 @@ class Daemon:
             core_job = self.core.jobs.get(job_id)
             record = self.jobs.get(job_id)
             if core_job is not None and record is not None:
-                record.trials_done = max(record.trials_done, core_job.trials_done)
+                record.trials_done = core_job.trials_done
                 record.round = core_job.round
                 jobs.add(job_id)
         return jobs, leases

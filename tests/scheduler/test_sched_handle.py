@@ -225,8 +225,9 @@ def test_lease_expires_without_heartbeat_and_heartbeat_extends_it() -> None:
     assert feed(s, HeartbeatReceived("r1"), 5.0) == []
     assert feed(s, Tick(), 14.0) == []  # extended to 15
     assert s.leases[e.lease.lease_id].expiry == 15.0
-    out = feed(s, Tick(), 15.0)
-    retry = start_cmd(2, "r1", "h1", "j1", 2, "extract", 0, (0,), 1024, 15.0, expiry=25.0)
+    assert feed(s, Tick(), 15.0) == []  # live through its expiry instant
+    out = feed(s, Tick(), 15.5)
+    retry = start_cmd(2, "r1", "h1", "j1", 2, "extract", 0, (0,), 1024, 15.5, expiry=25.5)
     assert out == [RevokeLease(e.lease.lease_id, "r1", "lease expired"), retry]
     # the late result of the expired attempt is rejected; the retry's is accepted
     assert isinstance(feed(s, finished(e), 16.0)[0], ResultRejected)
