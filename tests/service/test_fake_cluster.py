@@ -1,0 +1,167 @@
+"""A real daemon and real runner agents whose stages sleep (runner.fake): fast, no TVM."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from client.api import Client
+from runner.fake import SleepExecutor, SleepStage, fake_agent
+from scheduler.service.daemon import DaemonConfig
+from scheduler.service.server import Service
+from simpletvm.executor import StageRequest
+from simpletvm.jobdir import JobDir, JobSpec
+
+from .conftest import wait_for
+
+TARGET = json.dumps({"kind": "llvm", "num-cores": 2})
+SECONDS = {"extract": 0.05, "search": 0.1, "build": 0.1, "profile": 0.15, "learn": 0.05,
+           "compile": 0.2}
+
+
+class FakeCluster:
+    """An in-process daemon and agents (threads) with SleepExecutors; `stop()` ends all."""
+
+    def __init__(self, tmp: Path, hosts: dict[str, int], seconds: dict | None = None) -> None:
+        self.service = Service(DaemonConfig(tmp / "state" / "s.db"), "127.0.0.1:0").start()
+        self.address = self.service.address
+        self.stop_event = threading.Event()
+        self.agents, self.threads = [], []
+        for host_id, runners in hosts.items():
+            for i in range(runners):  # runners of one host share its work dir
+                agent = fake_agent(self.address, host_id, tmp / f"work-{host_id}",
+                                   f"{host_id}-r{i}", cores=2, seconds=seconds or SECONDS)
+                thread = threading.Thread(target=agent.run, args=(self.stop_event,),
+                                          name=f"agent-{host_id}-{i}", daemon=True)
+                thread.start()
+                self.agents.append(agent)
+                self.threads.append(thread)
+        self.client = Client(self.address, timeout=10)
+        wait_for(lambda: sum(r.connected for r in self.client.runners()) == len(self.agents),
+                 15, "the fake runners to register", interval=0.05)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for agent in self.agents:
+            agent.stop()
+        for thread in self.threads:
+            thread.join(timeout=10)
+        self.client.close()
+        self.service.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[FakeCluster]:
+    """Host "box" with two runners (one shared work dir), host "solo" with one."""
+    fake = FakeCluster(tmp_path, {"box": 2, "solo": 1})
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+def overlaps(a: dict, b: dict) -> bool:
+    return a["granted_at"] < b["ended_at"] and b["granted_at"] < a["ended_at"]
+
+
+def test_jobs_run_through_the_real_daemon_and_agents(cluster: FakeCluster) -> None:
+    client = cluster.client
+    jobs = [client.submit("zoo:mlp", TARGET, trials=8, batch_size=4, name=f"j{i}").job_id
+            for i in range(4)]
+    wait_for(lambda: all(client.get(j).state == "done" for j in jobs), 25,
+             "four fake jobs to finish", interval=0.1)
+    for job in jobs:
+        info = client.get(job)
+        assert info.trials_done == 8 and info.error == ""
+        assert info.tuned_latency_us < info.untuned_latency_us
+
+    leases = client.timeline()
+    assert all(x["outcome"] == "finished" for x in leases), leases
+    for job in jobs:  # extract, 2 x (search, build, profile, learn), compile
+        stages = [x["stage"] for x in leases if x["job_id"] == job]
+        assert stages == ["extract", *["search", "build", "profile", "learn"] * 2, "compile"]
+        assert len({x["host_id"] for x in leases if x["job_id"] == job}) == 1
+    # a profile lease overlaps no other lease on its host (host-exclusive CPU profiling)
+    profiles = [x for x in leases if x["stage"] == "profile"]
+    for p in profiles:
+        assert p["exclusivity"] == "host"
+        for other in leases:
+            if other is not p and other["host_id"] == p["host_id"]:
+                assert not overlaps(p, other), (p, other)
+    # each stage ran inside its lease window, on the leased cores (one clock: same process)
+    for x in leases:
+        assert x["granted_at"] <= x["child_started"] <= x["child_finished"] <= x["ended_at"]
+        assert sorted(x["child_cores"]) == sorted(x["cores"])
+    # both hosts were used
+    assert {x["host_id"] for x in leases} == {"box", "solo"}
+
+
+def test_cancel_revokes_the_lease_and_kills_the_sleeping_stage(tmp_path: Path) -> None:
+    started: list[SleepStage] = []
+
+    class Recording(SleepExecutor):
+        def start(self, request: StageRequest) -> SleepStage:
+            stage = super().start(request)
+            started.append(stage)
+            return stage
+
+    fake = FakeCluster(tmp_path, {"box": 1}, seconds={**SECONDS, "search": 60.0})
+    fake.agents[0].executor = Recording({**SECONDS, "search": 60.0})
+    try:
+        job = fake.client.submit("zoo:mlp", TARGET, trials=8, batch_size=4).job_id
+        wait_for(lambda: any(s.request.stage == "search" for s in started), 10,
+                 "the search stage to start", interval=0.05)
+        search = next(s for s in started if s.request.stage == "search")
+        assert fake.client.cancel(job).state == "cancelled"
+        wait_for(lambda: search.outcome is not None, 5, "the killed stage to return",
+                 interval=0.05)
+        assert search.outcome.status == "crashed"
+        assert search.outcome.finished - search.started < 5
+        assert not (JobDir(search.request.job_dir).round_dir(0) / "built.json").exists()
+        leases = fake.client.timeline()
+        assert [x["outcome"] for x in leases if x["stage"] == "search"] == ["revoked"]
+    finally:
+        fake.stop()
+
+
+def test_sleep_stages_write_what_the_real_ones_do(tmp_path: Path) -> None:
+    job = JobDir(tmp_path / "job")
+    job.write_spec(JobSpec("m", {"kind": "llvm"}, trials=6, batch_size=4))
+    executor = SleepExecutor(lambda request: 0.0)  # every stage takes 0 s
+
+    def run(stage: str, round_: int = 0) -> dict:
+        outcome = executor.run(StageRequest(stage, str(job.root), round_, [0, 1]))
+        assert outcome.ok, outcome.error
+        assert outcome.cores == [0, 1] and outcome.started <= outcome.finished
+        return outcome.result
+
+    assert run("extract")["tasks"] == 1 and len(job.tasks()) == 1
+    assert run("search") == {"task": 0, "candidates": 4, "exhausted_tasks": [], "done": False}
+    assert run("build")["built"] == 4 and run("profile")["measured"] == 4
+    first = run("learn")
+    assert (first["trials"], first["trials_total"], first["done"]) == (4, 4, False)
+    assert job.progress().rounds == 1
+    assert run("search", 1)["candidates"] == 2  # what is left of the budget
+    run("build", 1), run("profile", 1)
+    last = run("learn", 1)
+    assert (last["trials_total"], last["done"]) == (6, True)
+    assert run("learn", 1)["replayed"] and job.progress().trials == 6  # a retry: no double count
+    report = run("compile")
+    assert report["speedup"] > 1 and (job.result_dir / "report.json").exists()
+
+
+def test_a_sleep_stage_honours_kill_and_timeout(tmp_path: Path) -> None:
+    request = StageRequest("search", str(tmp_path / "none"), 0, [0])
+    stage = SleepExecutor({"search": 60.0}).start(request)
+    stage.kill()
+    t0 = time.monotonic()
+    outcome = stage.wait()
+    assert outcome.status == "crashed" and time.monotonic() - t0 < 1 and stage.done()
+    request.timeout_s = 0.05
+    outcome = SleepExecutor({"search": 60.0}).run(request)
+    assert outcome.status == "timeout" and "timeout" in outcome.error
