@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_stages.py
 	$(PY) bench/bench_build.py
 	$(PY) bench/bench_policies.py
+	$(PY) bench/bench_overhead.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,34 +1,43 @@
 """Scheduler overhead: jobs with known stage times through the real daemon and 1, 10, 100 runners.
 
-    python bench/bench_overhead.py            # 1, 10 and 100 runners (~3 min on 2 cores)
-    python bench/bench_overhead.py --quick    # shorter stages, one round fewer (< 1 min)
+    python bench/bench_overhead.py            # 1, 10 and 100 runners (~2 min on 2 cores)
+    python bench/bench_overhead.py --quick    # half-length stages, 1 round per job (< 1 min)
 
 What runs. The daemon is its own process (`python -m client scheduler --listen 127.0.0.1:0`,
-SQLite state in a temporary directory), so its CPU time and peak RSS are its own. N runner
-agents (`runner.agent.Agent`, unchanged: real gRPC stream, heartbeats every 2 s, bundle fetch
-and state uploads) run as threads of this process, each its own host with 2 cores, each
-running stages with `runner.fake.SleepExecutor`: a stage sleeps a fixed time per kind and
-writes what the real stage writes. 2 jobs per runner are submitted at once (8 client threads).
-Each job is 1 extract, TRIALS/BATCH rounds of search, build, profile, learn, and 1 compile.
+SQLite state in a temporary directory on disk), so its CPU time and peak RSS are its own.
+N runner agents (`runner.agent.Agent`, unchanged: one gRPC stream each, heartbeats every 2 s,
+bundle fetch, state uploads after extract and learn, result upload after compile), each its
+own host with 2 cores, run as threads of 4 helper processes (`--agent-procs`; one interpreter
+for 100 agents would serialise them on its GIL, and real runners have hosts of their own; for
+the same reason their job directories go to /dev/shm, not to one shared disk). Their stages
+run in `runner.fake.SleepExecutor`: a stage sleeps its known time and writes what the real
+stage writes. 2 jobs per runner (zoo:conv2d, the smallest model, so state bundles stay small)
+are submitted at once from 8 client threads. A job is 1 extract, TRIALS/BATCH rounds of search,
+build, profile and learn, and 1 compile; stage times are FULL/QUICK below (about half of
+DESIGN.md section 1's), each varied by up to +-20% by a hash of (job, stage, round) so that
+jobs fall out of lockstep as real ones do.
 
-Ideal. The same jobs (same trials, batch, stage durations), on the same hosts (N hosts of
-2 cores), under the same policy (interleaved: an llvm profile owns its host; CPU stages fill
-the cores around profiles), through `scheduler.sim.Simulator`: the real scheduling core with
-a simulated clock in which every result reaches the core the instant its stage ends and every
-granted stage starts the instant it is granted (zero network, daemon, runner and submission
-latency). That is the makespan this policy reaches with no scheduling overhead, so
-makespan / ideal measures the overhead alone; the policy's own choices (two jobs per 2-core
-host wait for each other's profiles) are in both. Every host gets the same two jobs, so the
-ideal does not depend on N. Makespan is measured from the first SubmitJob to the last job's
-finished_at (the daemon's clock; one machine, one clock).
+Ideal. The same jobs (same ids, trials, batch, stage times), on the same hosts (N hosts of
+2 cores), under the same policy (interleaved: an llvm profile owns its host, CPU stages fill
+the cores around profiles, at most 2 jobs per 2-core host), arriving when the daemon accepted
+them (their submitted_at), through `scheduler.sim.Simulator`: the real scheduling core with a
+simulated clock in which every result reaches the core the instant its stage ends and every
+granted stage starts the instant it is granted. That is the makespan this policy reaches on
+these arrivals with zero scheduling, network and runner latency, so makespan / ideal is the
+overhead of the scheduling loop alone; what the policy itself does (two jobs on a host wait for
+each other's profiles and cores) is in both. "ideal@0" is the same with every job arriving at
+the first submit: makespan / ideal@0 also charges the time to submit N jobs and how the policy
+reacts to that stagger (a job that arrives while the host's other job runs a 2-core search
+waits for it). Makespan runs from the first SubmitJob to the last job's finished_at (the
+daemon's clock; one machine, one clock).
 
 Grant latency. The daemon grants leases while it handles an event; a lease granted while
-handling a stage's result (its granted_at equals that result's ended_at: the same daemon clock
-read) was made possible by that result, whether the result readied the job's next stage or
-freed the cores another job's stage waited for. For such a lease: grant latency = the granted
-stage's start on its runner (child_started) - the triggering stage's end on its runner
-(child_finished). It covers the whole loop: the runner's upload of job state (after extract
-and learn), StageResult up the stream, the daemon's lock, core, SQLite commit and dispatch,
+handling a stage's result (its granted_at equals that result's ended_at: one daemon clock read)
+was made possible by that result, whether the result readied the job's next stage or freed the
+cores another job's stage waited for. For such a lease: grant latency = the granted stage's
+start on its runner (child_started) - the triggering stage's end on its runner
+(child_finished). It covers the whole loop: the runner's state upload (after extract and
+learn), StageResult up the stream, the daemon's lock, core, SQLite commit and dispatch,
 StartStage down the stream, the agent's stage thread and job-directory check. "up" is the part
 up to the daemon's decision (child_finished -> ended_at), "down" the part after it
 (granted_at -> child_started). A job's first extract is granted on its submission, not on a
@@ -36,23 +45,26 @@ result: it is not counted.
 
 Daemon CPU is user+system seconds of the daemon process from the first submit to the last job
 done (% of one core over the makespan); "idle CPU %" is measured before submitting, with all
-runners connected and heartbeating (the cost of heartbeats alone); peak RSS is VmHWM.
-"overrun" is how much longer than its nominal sleep a stage took on its runner (the job
-directory writes at its end, and this process's load): runner-side time, not the scheduler's,
-but it is in the makespan and not in the ideal.
+runners connected and heartbeating (the cost of heartbeats alone); peak RSS is VmHWM. "runners
+CPU s" is the helper processes' CPU over the same span. "overrun" is how much longer than its
+nominal time a stage took on its runner (its job-directory writes, its process's load):
+runner-side time, in the makespan and not in the ideal.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +82,7 @@ from scheduler.core import SchedulerConfig  # noqa: E402
 from scheduler.core.demands import StageKind  # noqa: E402
 from scheduler.core.jobs import JobSpec  # noqa: E402
 from scheduler.sim import HostSpec, MockJob, Scenario, Simulator  # noqa: E402
+from simpletvm.executor import StageRequest  # noqa: E402
 
 CORES = 2
 JOBS_PER_RUNNER = 2
@@ -81,9 +94,11 @@ FULL = {"seconds": {"extract": 0.5, "search": 3.0, "build": 3.0, "profile": 2.5,
                     "compile": 4.0}, "trials": 64, "batch": 32}
 QUICK = {"seconds": {"extract": 0.3, "search": 1.5, "build": 1.5, "profile": 1.25, "learn": 0.2,
                      "compile": 2.0}, "trials": 32, "batch": 32}
+JITTER = 0.2  # each stage's time varies by up to +-20% around the plan's (see stage_seconds)
 MODEL = "zoo:conv2d"  # the smallest zoo model (9 KB): state bundles stay small
 
-COLUMNS = ["runners", "jobs", "done", "leases", "submit s", "makespan s", "ideal s", "mk/ideal",
+COLUMNS = ["runners", "jobs done", "leases", "submit s", "makespan s", "ideal s", "mk/ideal",
+           "ideal@0 s", "mk/ideal@0",
            "grant p50 ms", "grant p99 ms", "grant max ms", "up p50 ms", "down p50 ms",
            "overrun p99 ms", "daemon CPU s", "daemon CPU %", "idle CPU %", "peak RSS MiB",
            "runners CPU s"]
@@ -92,26 +107,46 @@ log = logging.getLogger("bench_overhead")
 
 
 # ---------------------------------------------------------------------- the ideal
+def stage_seconds(plan: dict[str, Any], job_id: str, stage: str, round_: int) -> float:
+    """Nominal seconds of one stage: the plan's time for its kind times a factor in
+    [1 - JITTER, 1 + JITTER) drawn by hashing (job, stage, round), so that jobs fall out of
+    lockstep as real ones do; the executor and the ideal use the same numbers."""
+    u = zlib.crc32(f"{job_id}:{stage}:{round_}".encode()) / 2**32
+    return plan["seconds"][stage] * (1.0 + JITTER * (2.0 * u - 1.0))
+
+
+class PlanSeconds:
+    """SleepExecutor durations: `stage_seconds` of the request's job (its directory's name)."""
+
+    def __init__(self, plan: dict[str, Any]) -> None:
+        self.plan = plan
+
+    def __call__(self, request: StageRequest) -> float:
+        return stage_seconds(self.plan, Path(request.job_dir).name, request.stage,
+                             request.round)
+
+
 @dataclass
 class FixedJob(MockJob):
-    """A MockJob whose stages take fixed seconds per kind, whatever cores they hold (as
-    SleepExecutor stages do)."""
+    """A MockJob whose stages take `stage_seconds`, whatever cores they hold (as the
+    SleepExecutor's do)."""
 
-    durations: dict[str, float] = field(default_factory=dict)
+    plan: dict[str, Any] = field(default_factory=dict)
 
     def work(self, kind: StageKind, round_: int) -> float:
-        return self.durations[str(kind)]
+        return stage_seconds(self.plan, self.job_id, str(kind), round_)
 
     def seconds(self, kind: StageKind, round_: int, cores: int) -> float:
-        return self.durations[str(kind)]
+        return stage_seconds(self.plan, self.job_id, str(kind), round_)
 
 
-def ideal_makespan(runners: int, plan: dict[str, Any]) -> float:
-    """Makespan of the same jobs on the same hosts under the same policy, zero overhead."""
+def ideal_makespan(runners: int, plan: dict[str, Any], arrivals: dict[str, float]) -> float:
+    """Makespan of the same jobs (id -> arrival second) on the same hosts under the same
+    policy, with zero overhead."""
     hosts = [HostSpec(f"host-{i:03d}", cores=CORES) for i in range(runners)]
-    jobs = [FixedJob(JobSpec(f"job-{k:04d}", trials=plan["trials"], batch_size=plan["batch"]),
-                     durations=dict(plan["seconds"]))
-            for k in range(runners * JOBS_PER_RUNNER)]
+    order = sorted(arrivals, key=lambda job_id: arrivals[job_id])
+    jobs = [FixedJob(JobSpec(job_id, trials=plan["trials"], batch_size=plan["batch"]),
+                     arrival=arrivals[job_id], plan=plan) for job_id in order]
     scenario = Scenario("overhead", hosts, jobs,
                         config=SchedulerConfig(policy="interleaved", lease_ttl_s=None))
     result = Simulator(scenario).run()
@@ -163,26 +198,50 @@ class DaemonProcess:
 
 
 # ---------------------------------------------------------------------- the runners
-class Agents:
-    """N fake runner agents, each its own host, as threads of this process."""
+def serve_agents(address: str, first: int, count: int, work: Path, quick: bool) -> None:
+    """Run runner agents first..first+count-1 (hosts host-NNN) as threads of this process until
+    stdin closes (the bench's helper processes run this)."""
+    stop = threading.Event()
+    seconds = PlanSeconds(QUICK if quick else FULL)
+    agents = [fake_agent(address, f"host-{i:03d}", work / f"host-{i:03d}", f"runner-{i:03d}",
+                         cores=CORES, seconds=seconds) for i in range(first, first + count)]
+    threads = [threading.Thread(target=a.run, args=(stop,), name=f"agent-{i}", daemon=True)
+               for i, a in enumerate(agents)]
+    for thread in threads:
+        thread.start()
+    sys.stdin.read()  # EOF: the bench is done (or died)
+    stop.set()
+    for agent in agents:
+        agent.stop()
+    for thread in threads:
+        thread.join(timeout=10)
 
-    def __init__(self, address: str, runners: int, work: Path, seconds: dict[str, float]):
-        self.stop_event = threading.Event()
-        self.agents = [fake_agent(address, f"host-{i:03d}", work / f"host-{i:03d}",
-                                  f"runner-{i:03d}", cores=CORES, seconds=seconds)
-                       for i in range(runners)]
-        self.threads = [threading.Thread(target=a.run, args=(self.stop_event,),
-                                         name=f"agent-{i}", daemon=True)
-                        for i, a in enumerate(self.agents)]
-        for thread in self.threads:
-            thread.start()
+
+class Agents:
+    """N fake runner agents, each its own host, spread over `procs` helper processes (real
+    runners run on their own hosts: one interpreter for all would serialise them on its GIL)."""
+
+    def __init__(self, address: str, runners: int, work: Path, quick: bool, procs: int):
+        procs = max(1, min(procs, runners))
+        bounds = [runners * i // procs for i in range(procs + 1)]
+        self.procs = [subprocess.Popen(
+            [sys.executable, __file__, "--serve-agents", address, str(lo), str(hi - lo),
+             str(work), *(["--quick"] if quick else [])], stdin=subprocess.PIPE, cwd=ROOT)
+            for lo, hi in itertools.pairwise(bounds)]
+        self.ps = [psutil.Process(p.pid) for p in self.procs]
+
+    def cpu_s(self) -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in self.ps)
 
     def stop(self) -> None:
-        self.stop_event.set()
-        for agent in self.agents:
-            agent.stop()
-        for thread in self.threads:
-            thread.join(timeout=10)
+        for proc in self.procs:
+            proc.stdin.close()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def wait_for(condition: Any, timeout: float, what: str, interval: float = 0.25) -> Any:
@@ -218,16 +277,16 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1e3 if values else float("nan")
 
 
-def run_case(runners: int, plan: dict[str, Any], tmp: Path, idle_s: float,
+def run_case(runners: int, quick: bool, tmp: Path, work: Path, agent_procs: int,
              timelines: Path | None = None) -> dict[str, Any]:
-    """One measurement: daemon + `runners` agents, 2 jobs each; a table row. With
-    `timelines`, the lease timeline is written there as leases-RUNNERS.json."""
-    ideal = ideal_makespan(runners, plan)
+    """One measurement: daemon (state under `tmp`) + `runners` agents (job directories under
+    `work`), 2 jobs each; a table row. With `timelines`, the lease timeline is written there
+    as leases-RUNNERS.json."""
+    plan, idle_s = (QUICK, 2.0) if quick else (FULL, 4.0)
     daemon = DaemonProcess(tmp / "state" / "scheduler.db", tmp / "daemon.log")
     agents = None
-    me = psutil.Process()
     try:
-        agents = Agents(daemon.address, runners, tmp / "work", plan["seconds"])
+        agents = Agents(daemon.address, runners, work, quick, agent_procs)
         with Client(daemon.address, timeout=60) as client:
             wait_for(lambda: sum(r.connected for r in client.runners()) == runners,
                      60 + runners, f"{runners} runners to register")
@@ -236,7 +295,7 @@ def run_case(runners: int, plan: dict[str, Any], tmp: Path, idle_s: float,
             idle = (daemon.cpu_s() - cpu0) / (time.monotonic() - wall0)
 
             n_jobs = runners * JOBS_PER_RUNNER
-            cpu_start, mine_start = daemon.cpu_s(), sum(me.cpu_times()[:2])
+            cpu_start, agents_start = daemon.cpu_s(), agents.cpu_s()
             t0 = time.time()
             with ThreadPoolExecutor(8) as pool:
                 ids = list(pool.map(lambda k: client.submit(
@@ -246,9 +305,9 @@ def run_case(runners: int, plan: dict[str, Any], tmp: Path, idle_s: float,
             terminal = {"done", "failed", "cancelled"}
             jobs = wait_for(lambda: (lambda js: js if all(j.state in terminal for j in js)
                                      else None)(client.jobs()),
-                            3 * ideal + 120, f"{n_jobs} jobs to finish", interval=0.5)
+                            600, f"{n_jobs} jobs to finish", interval=0.5)
             cpu = daemon.cpu_s() - cpu_start
-            mine = sum(me.cpu_times()[:2]) - mine_start
+            agents_cpu = agents.cpu_s() - agents_start
             leases = client.timeline()
     except RuntimeError:
         print(f"daemon log tail ({daemon.log_path}):\n"
@@ -265,19 +324,24 @@ def run_case(runners: int, plan: dict[str, Any], tmp: Path, idle_s: float,
         (timelines / f"leases-{runners}.json").write_text(json.dumps(
             {"t0": t0, "seconds": plan["seconds"], "leases": leases}))
     makespan = max(j.finished_at for j in jobs) - t0
+    ideal = ideal_makespan(runners, plan, {j.job_id: j.submitted_at - t0 for j in jobs})
+    ideal0 = ideal_makespan(runners, plan, {j.job_id: 0.0 for j in jobs})
     lat = grant_latencies(leases)
-    overrun = [x["child_finished"] - x["child_started"] - plan["seconds"][x["stage"]]
+    overrun = [x["child_finished"] - x["child_started"]
+               - stage_seconds(plan, x["job_id"], x["stage"], x["round"])
                for x in leases if x["outcome"] == "finished"]
     return {
-        "runners": runners, "jobs": n_jobs, "done": f"{sum(j.state == 'done' for j in jobs)}"
-        f"/{n_jobs}", "leases": len(leases), "submit s": submit_s, "makespan s": makespan,
-        "ideal s": ideal, "mk/ideal": makespan / ideal, "grant p50 ms": pct(lat["total"], 50),
+        "runners": runners, "jobs": n_jobs,
+        "jobs done": f"{sum(j.state == 'done' for j in jobs)}/{n_jobs}", "leases": len(leases),
+        "submit s": submit_s, "makespan s": makespan,
+        "ideal s": ideal, "mk/ideal": makespan / ideal, "ideal@0 s": ideal0,
+        "mk/ideal@0": makespan / ideal0, "grant p50 ms": pct(lat["total"], 50),
         "grant p99 ms": pct(lat["total"], 99),
         "grant max ms": max(lat["total"]) * 1e3 if lat["total"] else float("nan"),
         "up p50 ms": pct(lat["up"], 50), "down p50 ms": pct(lat["down"], 50),
         "overrun p99 ms": pct(overrun, 99),
         "daemon CPU s": cpu, "daemon CPU %": 100 * cpu / makespan, "idle CPU %": 100 * idle,
-        "peak RSS MiB": peak, "runners CPU s": mine, "grants timed": len(lat["total"]),
+        "peak RSS MiB": peak, "runners CPU s": agents_cpu, "grants timed": len(lat["total"]),
     }
 
 
@@ -299,19 +363,25 @@ def print_table(rows: list[dict[str, Any]], plan: dict[str, Any]) -> None:
     rounds = -(-plan["trials"] // plan["batch"])
     stages = ", ".join(f"{k} {v:g}" for k, v in plan["seconds"].items())
     table = Table(title=f"tunesched scheduler overhead: real daemon + N runner agents on "
-                        f"loopback, sleep stages (s: {stages}; {rounds} rounds/job, "
-                        f"{JOBS_PER_RUNNER} jobs per {CORES}-core runner)",
+                        f"loopback; sleep stages of {stages} s (+-{JITTER:.0%}), {rounds} "
+                        f"rounds/job, {JOBS_PER_RUNNER} jobs per {CORES}-core runner",
                   box=box.SIMPLE_HEAD)
     for column in COLUMNS:
         table.add_column(column.replace(" ", "\n", 1), justify="right", no_wrap=True)
     for row in rows:
         table.add_row(*(_fmt(row[c]) for c in COLUMNS))
     Console(width=max(Console().width, 200)).print(table)
-    print("ideal = the same jobs, hosts and policy in scheduler.sim with zero latency; grant "
-          "latency = triggering stage's end -> granted stage's start, on the runners\n"
-          "(up: -> the daemon's decision, includes the state upload after extract/learn; "
-          "down: decision -> stage start); overrun: a stage's time beyond its nominal sleep (its\n"
-          "job-directory writes); daemon CPU % is of one core over the makespan.")
+    print("ideal: the same jobs, hosts and policy in scheduler.sim with zero latency, jobs "
+          "arriving when the daemon accepted them (ideal@0: all at the first submit).\n"
+          "grant latency: triggering stage's end -> granted stage's start, on the runners; up: "
+          "-> the daemon's decision (includes the state upload after extract/learn);\n"
+          "down: decision -> stage start. overrun: a stage's time beyond its nominal time (its "
+          "job-directory writes). daemon CPU %: of one core over the makespan.")
+
+
+def _shm() -> str | None:
+    """/dev/shm if it is a writable directory (else None: the system's temporary dir)."""
+    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,16 +391,29 @@ def main(argv: list[str] | None = None) -> int:
                         help="half-length stages and one round fewer per job")
     parser.add_argument("--runners", default="1,10,100", help="comma-separated runner counts")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    parser.add_argument("--work-base", default=_shm(),
+                        help="where the fake runners' job directories go (default: /dev/shm "
+                        "when writable: 100 hosts' disks, not one shared disk)")
+    parser.add_argument("--agent-procs", type=int, default=4,
+                        help="helper processes the runner agents are spread over")
+    parser.add_argument("--serve-agents", nargs=4, metavar=("ADDR", "FIRST", "COUNT", "WORK"),
+                        help=argparse.SUPPRESS)
     parser.add_argument("--timelines", type=Path, default=None,
                         help="write each run's lease timeline to DIR/leases-RUNNERS.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    if args.serve_agents:
+        address, first, count, work = args.serve_agents
+        serve_agents(address, int(first), int(count), Path(work), args.quick)
+        return 0
     plan = QUICK if args.quick else FULL
     rows = []
     for runners in (int(n) for n in args.runners.split(",")):
-        with tempfile.TemporaryDirectory(prefix=f"tunesched-overhead-{runners}-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"tunesched-overhead-{runners}-") as tmp, \
+                tempfile.TemporaryDirectory(prefix="tunesched-overhead-work-",
+                                            dir=args.work_base) as work:
             started = time.perf_counter()
-            rows.append(run_case(runners, plan, Path(tmp), 2.0 if args.quick else 4.0,
+            rows.append(run_case(runners, args.quick, Path(tmp), Path(work), args.agent_procs,
                                  args.timelines))
             print(f"  {runners:>4} runners: makespan {rows[-1]['makespan s']:.1f} s, "
                   f"ideal {rows[-1]['ideal s']:.1f} s, wall "

@@ -29,11 +29,14 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.hostinfo import HostInfo
 from simpletvm.executor import StageOutcome, StageRequest
 from simpletvm.jobdir import JobDir, Progress, TaskInfo, TaskProgress, read_json, write_json
+
+if TYPE_CHECKING:
+    from runner.agent import Agent
 
 __all__ = ["DEFAULT_SECONDS", "SleepExecutor", "SleepStage", "ZeroLoad", "fake_agent",
            "latency_after", "run_effects"]
@@ -229,7 +232,7 @@ class ZeroLoad:
 
 def fake_agent(address: str, host_id: str, work_dir: str | Path, runner_id: str,
                cores: int = 2, seconds: Durations | None = None,
-               memory_mb: int = 65536) -> Any:
+               memory_mb: int = 65536) -> Agent:
     """A real `runner.agent.Agent` whose stages sleep (SleepExecutor) and whose host reports
     no foreign load. Run it with `agent.run(stop_event)` in a thread; `agent.stop()` ends it."""
     from runner.agent import Agent, RunnerConfig

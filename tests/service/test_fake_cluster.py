@@ -147,7 +147,8 @@ def test_sleep_stages_write_what_the_real_ones_do(tmp_path: Path) -> None:
     assert (first["trials"], first["trials_total"], first["done"]) == (4, 4, False)
     assert job.progress().rounds == 1
     assert run("search", 1)["candidates"] == 2  # what is left of the budget
-    run("build", 1), run("profile", 1)
+    run("build", 1)
+    run("profile", 1)
     last = run("learn", 1)
     assert (last["trials_total"], last["done"]) == (6, True)
     assert run("learn", 1)["replayed"] and job.progress().trials == 6  # a retry: no double count
