@@ -40,3 +40,9 @@ class StageError(SimpleTVMError):
         self.stage = stage
         self.message = message
         self.traceback = traceback
+
+
+def last_line(exc: BaseException) -> str:
+    """The last non-empty line of an exception's message (TVM puts the gist there), or ""."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else ""

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simpletvm.errors import last_line
 from simpletvm.stages import run_stage
 
 
@@ -82,8 +83,7 @@ def execute(request: StageRequest) -> StageOutcome:
         return StageOutcome(request.stage, "ok", result, pid=os.getpid(), started=started,
                             finished=time.time(), cores=cores)
     except Exception as exc:
-        lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-        message = f"{type(exc).__name__}: {lines[-1].strip() if lines else ''}"
+        message = f"{type(exc).__name__}: {last_line(exc)}"
         return StageOutcome(request.stage, "error", error=message,
                             traceback=traceback.format_exc(), pid=os.getpid(),
                             started=started, finished=time.time(), cores=cores)

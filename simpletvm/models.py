@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from simpletvm.errors import ModelError
+from simpletvm.errors import ModelError, last_line
 
 MAX_ONNX_BYTES = 2 * 1024**3 - 1  # protobuf's own limit for one message
 
@@ -45,7 +45,8 @@ def read_onnx(source: str | Path | bytes) -> onnx.ModelProto:
         model = onnx.load_from_string(data)
         onnx.checker.check_model(model)
     except Exception as exc:  # protobuf DecodeError, onnx ValidationError, ...
-        raise ModelError(f"not a valid ONNX model ({_first_line(exc)}): re-export it with "
+        why = last_line(exc) or type(exc).__name__
+        raise ModelError(f"not a valid ONNX model ({why}): re-export it with "
                          "torch.onnx.export or check it with onnx.checker") from exc
     if not model.graph.node:
         raise ModelError("ONNX model has no nodes: nothing to tune")
@@ -61,7 +62,8 @@ def import_onnx(model: onnx.ModelProto,
     try:
         mod = from_onnx(model, shape_dict=input_shapes, keep_params_in_input=False)
     except Exception as exc:
-        raise ModelError(f"ONNX import failed ({_first_line(exc)}): check the input shapes and "
+        why = last_line(exc) or type(exc).__name__
+        raise ModelError(f"ONNX import failed ({why}): check the input shapes and "
                          "that every operator is supported by TVM's ONNX frontend") from exc
     specs = input_specs(mod)
     if any(dim < 0 for spec in specs for dim in spec.shape):
@@ -137,10 +139,6 @@ def bind_params(mod: Any, params: dict[str, Any] | None) -> Any:
                for k, v in params.items()}
     return relax.transform.BindParams("main", tensors)(mod)
 
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else type(exc).__name__
 
 
 __all__ = ["InputSpec", "bind_params", "import_onnx", "input_specs", "load_input_specs",

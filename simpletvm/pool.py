@@ -15,6 +15,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
+from simpletvm.errors import last_line
+
 
 @dataclass
 class Outcome:
@@ -29,13 +31,8 @@ def _call(fn: Callable[[int], Any], index: int) -> Outcome:
     try:
         return Outcome(value=fn(index))
     except Exception as exc:
-        return Outcome(error=f"{type(exc).__name__}: {_last_line(exc)}",
+        return Outcome(error=f"{type(exc).__name__}: {last_line(exc)}",
                        detail=traceback.format_exc())
-
-
-def _last_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else ""
 
 
 def _new_pool(workers: int) -> ProcessPoolExecutor:
