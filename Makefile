@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_build.py
 	$(PY) bench/bench_policies.py
 	$(PY) bench/bench_overhead.py
+	$(PY) bench/bench_ways.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -379,6 +379,18 @@ def print_table(rows: list[dict[str, Any]], plan: dict[str, Any]) -> None:
           "job-directory writes). daemon CPU %: of one core over the makespan.")
 
 
+def write_markdown(rows: list[dict[str, Any]], plan: dict[str, Any], path: Path,
+                   argv: list[str]) -> None:
+    """The table as markdown, with the command that produced it."""
+    stages = ", ".join(f"{k} {v:g}" for k, v in plan["seconds"].items())
+    lines = [f"`python bench/bench_overhead.py {' '.join(argv)}`".replace(" `", "`"),
+             "", f"Sleep stages of {stages} s, {JOBS_PER_RUNNER} jobs per {CORES}-core runner.",
+             "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_fmt(row[c]) for c in COLUMNS) + " |" for row in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
 def _shm() -> str | None:
     """/dev/shm if it is a writable directory (else None: the system's temporary dir)."""
     return "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
@@ -391,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="half-length stages and one round fewer per job")
     parser.add_argument("--runners", default="1,10,100", help="comma-separated runner counts")
     parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    parser.add_argument("--markdown", type=Path,
+                        default=Path(__file__).parent / "results" / "overhead.md",
+                        help="write the table as markdown here (bench/results/overhead.md)")
     parser.add_argument("--work-base", default=_shm(),
                         help="where the fake runners' job directories go (default: /dev/shm "
                         "when writable: 100 hosts' disks, not one shared disk)")
@@ -419,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"ideal {rows[-1]['ideal s']:.1f} s, wall "
                   f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
     print_table(rows, plan)
+    write_markdown(rows, plan, args.markdown, argv if argv is not None else sys.argv[1:])
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"plan": plan, "rows": rows}, indent=2))

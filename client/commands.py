@@ -80,6 +80,9 @@ def client_options(fn: Any) -> Any:
               help="Seconds without a heartbeat before a runner is declared lost.")
 @click.option("--cpu-profile", type=click.Choice(["host", "cores"]), default="host",
               show_default=True, help="What a CPU profile lease owns exclusively.")
+@click.option("--max-foreign-load", default=0.25, show_default=True,
+              type=click.FloatRange(0.0, 1.0), help="No profile on a host whose CPU is busier "
+              "than this fraction with processes no lease explains (1: never hold back).")
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None,
               help="PEM certificate: serve TLS (with --tls-key).")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -88,13 +91,21 @@ def client_options(fn: Any) -> Any:
               help="File (0600) with the token runners must present.")
 @click.option("--users-file", type=click.Path(dir_okay=False), default=None,
               help='File (0600), JSON {"alice": {"token": "...", "admin": false}}.')
+@click.option("--stage-timeout", "stage_timeouts", multiple=True, metavar="STAGE=SECONDS",
+              help="Kill a stage after SECONDS (repeatable, e.g. build=600); a timed-out "
+              "stage counts as a failed attempt.")
+@click.option("--max-model-mb", default=512, show_default=True, type=click.IntRange(1, 2047),
+              help="Largest uploaded model in MiB (bigger: RESOURCE_EXHAUSTED). One gRPC "
+              "message is at most 8 MiB; clients send models in 1 MiB chunks.")
 def scheduler(listen: str, state_path: str, policy: str, lease_ttl: float,
-              runner_timeout: float, cpu_profile: str, tls_cert: str | None,
+              runner_timeout: float, cpu_profile: str, max_foreign_load: float,
+              tls_cert: str | None,
               tls_key: str | None, runner_token_file: str | None,
-              users_file: str | None) -> None:
+              users_file: str | None, stage_timeouts: tuple[str, ...],
+              max_model_mb: int) -> None:
     """Run the scheduler daemon until SIGTERM/SIGINT."""
     from scheduler.service.auth import Auth, TokenFileError
-    from scheduler.service.daemon import DaemonConfig
+    from scheduler.service.daemon import DaemonConfig, parse_stage_timeouts
     from scheduler.service.server import serve
 
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
@@ -104,10 +115,16 @@ def scheduler(listen: str, state_path: str, policy: str, lease_ttl: float,
         auth = Auth.from_files(runner_token_file, users_file)
     except TokenFileError as exc:
         _fail(str(exc))
+    try:
+        timeouts = parse_stage_timeouts(stage_timeouts)
+    except ValueError as exc:
+        _fail(str(exc))
     tls = (Path(tls_key).read_bytes(), Path(tls_cert).read_bytes()) if tls_cert else None
     config = DaemonConfig(Path(state_path), policy=policy, lease_ttl_s=lease_ttl,
                           runner_timeout_s=runner_timeout, cpu_profile_exclusivity=cpu_profile,
-                          auth=auth)
+                          foreign_load_threshold=max_foreign_load,
+                          stage_timeouts_s=timeouts, auth=auth,
+                          max_model_bytes=max_model_mb << 20)
     _guard(lambda: serve(config, listen, tls))
 
 

@@ -9,6 +9,7 @@ after extract, learn and compile the job's state (or results) goes back up.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -26,6 +27,7 @@ from proto import tunesched_pb2_grpc as pb_grpc
 from proto.transport import metadata, open_channel
 from runner.hostinfo import HostInfo, LoadMeter
 from simpletvm import bundle
+from simpletvm.errors import JobDirError
 from simpletvm.executor import StageExecutor, StageOutcome, StageProcess, StageRequest
 from simpletvm.jobdir import JobDir
 
@@ -46,6 +48,13 @@ class RunnerConfig:
     heartbeat_interval_s: float = 2.0
     token: str = field(default="", repr=False)  # never printed
     tls_ca: bytes | None = None
+
+
+def _forget_version(job: JobDir) -> None:
+    """Drop what tells `_prepare` which state a job directory holds: the next stage fetches."""
+    for path in (job.spec_path, job.progress_path):
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
 
 
 class Agent:
@@ -199,7 +208,11 @@ class Agent:
         if local < start.state_version or not job.spec_path.exists():
             data = b"".join(c.data for c in self.stub.FetchBundle(
                 pb.FetchBundleRequest(job_id=start.job_id), metadata=self.metadata))
-            bundle.unpack(data, job.root)
+            try:
+                bundle.unpack(data, job.root)
+            except JobDirError:
+                _forget_version(job)  # a half-written copy must not pass for a good one
+                raise
             log.info("fetched job %s state v%d (%d bytes)", start.job_id, start.state_version,
                      len(data))
         return job

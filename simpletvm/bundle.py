@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import zlib
 from pathlib import Path
 
 from simpletvm.errors import JobDirError
@@ -39,12 +40,18 @@ def pack(job: JobDir, kind: str) -> bytes:
 
 
 def unpack(data: bytes, dest: Path) -> list[str]:
-    """Extract a bundle into `dest` (created); returns the member names. Rejects unsafe paths."""
-    dest.mkdir(parents=True, exist_ok=True)
+    """Extract a bundle into `dest` (created); returns the member names. Rejects unsafe paths.
+    A write that fails (disk full, read-only or missing directory) is named as such."""
     try:
+        dest.mkdir(parents=True, exist_ok=True)
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
             names = tar.getnames()
             tar.extractall(dest, filter="data")  # refuses absolute paths, .., links outside
-    except (tarfile.TarError, OSError) as exc:
+    except OSError as exc:
+        if exc.errno is None:  # gzip's BadGzipFile: the bundle, not our disk
+            raise JobDirError(f"job bundle is corrupt or unsafe: {exc}") from exc
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise JobDirError(f"cannot write job files under {dest}: {exc.strerror}{where}") from exc
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
         raise JobDirError(f"job bundle is corrupt or unsafe: {exc}") from exc
     return names

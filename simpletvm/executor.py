@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import resource
 import tempfile
 import time
 import traceback
@@ -50,6 +51,7 @@ class StageOutcome:
     started: float = 0.0
     finished: float = 0.0
     cores: list[int] = field(default_factory=list)
+    cpu_s: float = 0.0  # user + system CPU seconds of the stage and its waited-for workers
 
     @property
     def ok(self) -> bool:
@@ -74,19 +76,27 @@ def pin(cores: list[int] | None, gpus: list[int] | None) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its reaped children so far."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def execute(request: StageRequest) -> StageOutcome:
     """Run the stage in this process; exceptions become an "error" outcome."""
-    started = time.time()
+    started, cpu0 = time.time(), cpu_seconds()
     cores = sorted(os.sched_getaffinity(0))
     try:
         result = run_stage(request.stage, request.job_dir, request.round, cores, request.gpus)
         return StageOutcome(request.stage, "ok", result, pid=os.getpid(), started=started,
-                            finished=time.time(), cores=cores)
+                            finished=time.time(), cores=cores, cpu_s=cpu_seconds() - cpu0)
     except Exception as exc:
         message = f"{type(exc).__name__}: {last_line(exc)}"
         return StageOutcome(request.stage, "error", error=message,
                             traceback=traceback.format_exc(), pid=os.getpid(),
-                            started=started, finished=time.time(), cores=cores)
+                            started=started, finished=time.time(), cores=cores,
+                            cpu_s=cpu_seconds() - cpu0)
 
 
 def child_main(request: dict[str, Any], outcome_path: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import tarfile
 from typing import Any
 
@@ -47,14 +48,42 @@ def lease_record(rec: dict[str, Any]) -> pb.LeaseRecord:
     return pb.LeaseRecord(**{k: v for k, v in rec.items() if k in fields})
 
 
+COUNT_KEYS = ("trials", "measured", "trials_total")
+LATENCY_KEYS = ("best_latency_us", "estimated_latency_us", "tuned_us", "untuned_us")
+
+
+def malformed_result(result: dict[str, Any]) -> str:
+    """Why a stage result's numbers cannot be used ("" when they can): the core and the job
+    records do arithmetic on them, so a runner must not smuggle in strings, NaN or negatives."""
+    for key in COUNT_KEYS:
+        value = result.get(key)
+        if key in result and not (isinstance(value, int) and not isinstance(value, bool)
+                                  and 0 <= value < 2**31):
+            return f"result key {key!r} must be a count, got {str(value)[:40]!r}"
+    for key in LATENCY_KEYS:
+        value = result.get(key)
+        if value is not None and not (isinstance(value, (int, float))
+                                      and not isinstance(value, bool)
+                                      and math.isfinite(value) and value >= 0):
+            return f"result key {key!r} must be a latency in microseconds, got {str(value)[:40]!r}"
+    return ""
+
+
 def result_dict(msg: pb.StageResult) -> dict[str, Any]:
+    """A runner's StageResult as the daemon's dict; a result whose JSON or numbers are
+    malformed becomes a failed stage saying so (retried like any failure)."""
+    ok, error = msg.ok, msg.error
     try:
         result = json.loads(msg.result_json) if msg.result_json else {}
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # bad JSON, 4300+ digit numbers, deep nesting
         result = {}
+    result = result if isinstance(result, dict) else {}
+    why = malformed_result(result) if ok else ""
+    if why:
+        ok, error, result = False, f"runner sent a malformed result: {why}", {}
     return {"lease_id": msg.lease_id, "epoch": msg.epoch, "job_id": msg.job_id,
-            "stage_id": msg.stage_id, "stage": msg.stage, "ok": msg.ok,
-            "result": result if isinstance(result, dict) else {}, "error": msg.error,
+            "stage_id": msg.stage_id, "stage": msg.stage, "ok": ok,
+            "result": result, "error": error,
             "started": msg.started, "finished": msg.finished, "pid": msg.pid,
             "cores": list(msg.cores)}
 

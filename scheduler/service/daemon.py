@@ -41,13 +41,31 @@ from scheduler.core.events import event_to_dict
 from scheduler.service.auth import Auth
 from scheduler.service.blobs import BlobStore
 from scheduler.service.errors import FailedPrecondition, InvalidRequest, NotFound
-from scheduler.service.records import JobRecord
+from scheduler.service.records import MAX_MODEL_BYTES, JobRecord
 from scheduler.service.store import Store
 
 log = logging.getLogger(__name__)
 
 STAGE_TIMEOUTS_S = {"extract": 900.0, "search": 3600.0, "build": 3600.0, "profile": 3600.0,
                     "learn": 900.0, "compile": 3600.0}
+
+
+def parse_stage_timeouts(values: tuple[str, ...] | list[str]) -> dict[str, float]:
+    """The default per-stage timeouts with `STAGE=SECONDS` overrides; ValueError, one line."""
+    timeouts = dict(STAGE_TIMEOUTS_S)
+    for value in values:
+        stage, _, seconds = value.partition("=")
+        if stage not in STAGE_TIMEOUTS_S:
+            raise ValueError(f"bad --stage-timeout {value!r}: the stage must be one of "
+                             f"{', '.join(STAGE_TIMEOUTS_S)}")
+        try:
+            timeouts[stage] = float(seconds)
+        except ValueError:
+            raise ValueError(f"bad --stage-timeout {value!r}: use STAGE=SECONDS, "
+                             "e.g. build=600") from None
+        if not 0 < timeouts[stage] < float("inf"):
+            raise ValueError(f"bad --stage-timeout {value!r}: SECONDS must be positive")
+    return timeouts
 
 
 @dataclass
@@ -63,7 +81,9 @@ class DaemonConfig:
     snapshot_every: int = 500
     max_stage_retries: int = 2
     cpu_profile_exclusivity: str = "host"
+    foreign_load_threshold: float = 0.25  # no profile on a host busier than this with others
     stage_timeouts_s: dict[str, float] = field(default_factory=lambda: dict(STAGE_TIMEOUTS_S))
+    max_model_bytes: int = MAX_MODEL_BYTES  # an uploaded model over this: RESOURCE_EXHAUSTED
     auth: Auth = field(default_factory=Auth)
     clock: Callable[[], float] = time.time
 
@@ -82,6 +102,15 @@ class RunnerLink:
     session: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
 
+def profile_demand(target: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """An llvm profile needs exactly the target's num-cores (core-exclusive mode leaves the rest
+    of the host to other stages; host-exclusive mode holds the host either way)."""
+    cores = target.get("num-cores") if target.get("kind") == "llvm" else None
+    if isinstance(cores, int) and cores > 0:
+        return {"profile": {"min_cores": cores, "max_cores": cores}}
+    return {}
+
+
 class Daemon:
     """The scheduler's state and everything that changes it."""
 
@@ -93,7 +122,8 @@ class Daemon:
         self.core = SchedulerState(SchedulerConfig(
             policy=config.policy, lease_ttl_s=config.lease_ttl_s,
             max_stage_retries=config.max_stage_retries,
-            cpu_profile_exclusivity=config.cpu_profile_exclusivity))
+            cpu_profile_exclusivity=config.cpu_profile_exclusivity,
+            foreign_load_threshold=config.foreign_load_threshold))
         self.jobs: dict[str, JobRecord] = {}
         self.leases: dict[str, dict[str, Any]] = {}
         self.links: dict[str, RunnerLink] = {}
@@ -231,8 +261,8 @@ class Daemon:
                     if record.terminal:
                         record.finished_at = now
                         record.stage = ""
-                        if cmd.new == "failed" and not record.error:
-                            record.error = cmd.reason
+                        if cmd.new == "failed":  # "<stage> failed N times: <last error>"
+                            record.error = cmd.reason or record.error
                     jobs.add(cmd.job_id)
             elif isinstance(cmd, JobRejected):
                 record = self.jobs.get(cmd.job_id)
@@ -294,7 +324,7 @@ class Daemon:
         if "trials_total" in result:
             record.trials_done = int(result["trials_total"])
         if "tuned_us" in result:
-            record.tuned_us, record.untuned_us = result["tuned_us"], result["untuned_us"]
+            record.tuned_us, record.untuned_us = result["tuned_us"], result.get("untuned_us")
         record.error = ""
 
     def _dispatch(self, commands: list[Command]) -> None:
@@ -357,7 +387,8 @@ class Daemon:
             spec = CoreJobSpec(record.job_id, user=record.user, priority=record.priority,
                                target_kind=kind, trials=record.trials,
                                batch_size=record.batch_size,
-                               latency_goal_us=record.latency_goal_us)
+                               latency_goal_us=record.latency_goal_us,
+                               demand_overrides=profile_demand(record.target))
             self._handle(JobSubmitted(spec, cause=record.request_id or record.job_id))
             return self.jobs[record.job_id]
 
@@ -413,6 +444,12 @@ class Daemon:
             raise InvalidRequest("register needs a runner_id and a host_id")
         if not register.get("cores"):
             raise InvalidRequest("register needs at least one core")
+        for kind in ("cores", "gpus"):
+            ids = list(register.get(kind, ()))
+            if len(set(ids)) != len(ids) or not all(0 <= i < 65536 for i in ids):
+                raise InvalidRequest(f"register {kind} must be distinct ids from 0 to 65535")
+        if register.get("memory_mb", 0) < 0:
+            raise InvalidRequest("register memory_mb must not be negative")
         with self.lock:
             old = self.links.get(register["runner_id"])
             if old is not None:
@@ -446,7 +483,7 @@ class Daemon:
         with self.lock:
             link.last_seen = self.config.clock()
             rec = self.leases.get(result["lease_id"])
-            if rec is not None and result.get("started"):
+            if rec is not None and result.get("started") and self._fenced_in(result):
                 rec.update(child_started=result["started"], child_finished=result["finished"],
                            child_pid=result.get("pid", 0), child_cores=result.get("cores", []))
             if result["ok"]:
@@ -457,6 +494,13 @@ class Daemon:
                 event = StageFailed(result["lease_id"], result["epoch"], result["job_id"],
                                     result["stage_id"], result["error"], cause=link.session)
             self._handle(event)
+
+    def _fenced_in(self, result: dict[str, Any]) -> bool:
+        """Whether `result` comes under its live lease and epoch (what the core will accept):
+        a late result of a revoked lease must not rewrite the timeline."""
+        lease = self.core.leases.get(result["lease_id"])
+        return (lease is not None and lease.epoch == result["epoch"]
+                and (lease.job_id, lease.stage_id) == (result["job_id"], result["stage_id"]))
 
     def runner_disconnected(self, link: RunnerLink) -> None:
         if self.stopping.is_set():

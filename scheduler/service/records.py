@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -11,6 +13,8 @@ from scheduler.service.errors import InvalidRequest
 MAX_TRIALS = 1_000_000
 MAX_BATCH = 4096
 MAX_MODEL_BYTES = 512 * 1024 * 1024
+MAX_INPUT_DIM = 1 << 16           # one input dimension
+MAX_INPUT_ELEMENTS = 1 << 28      # one input tensor (1 GiB of float32)
 ZOO_MODELS = ("matmul", "conv2d", "mlp", "convnet", "resnet_tiny", "resnet18")
 
 
@@ -88,7 +92,7 @@ def validate_submission(name: str, model: str, target_text: str, trials: int, ba
         raise InvalidRequest(f"batch size must be between 1 and {MAX_BATCH}, got {batch_size}")
     if abs(priority) > 1000:
         raise InvalidRequest(f"priority must be between -1000 and 1000, got {priority}")
-    if latency_goal_us < 0:
+    if not math.isfinite(latency_goal_us) or latency_goal_us < 0:
         raise InvalidRequest(f"latency goal must be positive (microseconds), got {latency_goal_us}")
     if len(name) > 200:
         raise InvalidRequest("job name is longer than 200 characters")
@@ -104,15 +108,55 @@ def validate_submission(name: str, model: str, target_text: str, trials: int, ba
         target = parse_target(target_text or "cpu", check_with_tvm=False)
     except TargetError as exc:
         raise InvalidRequest(str(exc)) from exc
+    except (ValueError, RecursionError) as exc:  # numbers over 4300 digits, deep nesting
+        raise InvalidRequest('target is not valid JSON: use "cpu", "cuda" or a dict like '
+                             '{"kind": "llvm", "num-cores": 2}') from exc
     shapes = None
     if input_shapes_json:
         try:
             shapes = json.loads(input_shapes_json)
             ok = isinstance(shapes, dict) and all(
-                isinstance(v, list) and v and all(isinstance(d, int) and d > 0 for d in v)
+                isinstance(v, list) and v
+                and all(isinstance(d, int) and not isinstance(d, bool) for d in v)
                 for v in shapes.values())
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # JSONDecodeError, 4300+ digits, deep nesting
             ok = False
         if not ok:
             raise InvalidRequest('input shapes must be JSON like {"x": [1, 3, 224, 224]}')
+        for name, shape in shapes.items():
+            if any(d <= 0 for d in shape):
+                raise InvalidRequest(f"input shape for {name!r} must be positive integers, "
+                                     f"got {shape}")
+            if any(d > MAX_INPUT_DIM for d in shape):
+                raise InvalidRequest(f"input dimensions must be at most {MAX_INPUT_DIM}, "
+                                     f"got {shape} for {name!r}")
+            if math.prod(shape) > MAX_INPUT_ELEMENTS:
+                raise InvalidRequest(f"input {name!r} would have {math.prod(shape)} elements, "
+                                     f"over the {MAX_INPUT_ELEMENTS} limit")
     return target, shapes
+
+
+def input_ranks(model: Any) -> dict[str, int]:
+    """Name -> rank of each input of an ONNX ModelProto (weights excluded; rank 0: unknown)."""
+    weights = {t.name for t in model.graph.initializer}
+    return {i.name: len(i.type.tensor_type.shape.dim) for i in model.graph.input
+            if i.name not in weights}
+
+
+@functools.cache
+def zoo_input_ranks(name: str) -> dict[str, int]:
+    """Input ranks of the zoo model `name` (built once at its default shape)."""
+    from simpletvm import zoo
+
+    return input_ranks(zoo.build(name))
+
+
+def check_input_shapes(ranks: dict[str, int], shapes: dict[str, list[int]] | None) -> None:
+    """InvalidRequest unless every shape names an input of the model and has its rank."""
+    for name, shape in (shapes or {}).items():
+        if name not in ranks:
+            raise InvalidRequest(f"input shape given for {name!r}, but the model's inputs are "
+                                 f"{sorted(ranks)}")
+        if ranks[name] and len(shape) != ranks[name]:
+            raise InvalidRequest(f"input shape for {name!r} has rank {len(shape)}, but the "
+                                 f"model's input has rank {ranks[name]}")

@@ -16,6 +16,10 @@ from scheduler.service.servicers import RunnerChannelServicer, SchedulerServicer
 
 log = logging.getLogger(__name__)
 
+# The largest single gRPC message the daemon receives or sends (grpc's default is 4 MiB): a
+# bigger one is refused by gRPC itself with RESOURCE_EXHAUSTED before any servicer runs. Models
+# and bundles travel as streams of 1 MiB chunks, so this bounds one chunk or request, not a
+# model; DaemonConfig.max_model_bytes (--max-model-mb) bounds a whole uploaded model.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 SERVICES = ("tunesched.v1.Scheduler", "tunesched.v1.RunnerChannel")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import math
 import queue
 import tarfile
 import threading
@@ -18,8 +19,20 @@ from proto import tunesched_pb2_grpc as pb_grpc
 from scheduler.service import convert
 from scheduler.service.auth import Caller, check_owner
 from scheduler.service.daemon import Daemon, RunnerLink
-from scheduler.service.errors import InvalidRequest, ServiceError, status_of
-from scheduler.service.records import MAX_MODEL_BYTES, JobRecord, validate_submission
+from scheduler.service.errors import (
+    InvalidRequest,
+    ResourceExhausted,
+    ServiceError,
+    one_line,
+    status_of,
+)
+from scheduler.service.records import (
+    JobRecord,
+    check_input_shapes,
+    input_ranks,
+    validate_submission,
+    zoo_input_ranks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +45,7 @@ def _rpc(fn: Callable) -> Callable:
         try:
             return fn(self, request, context)
         except ServiceError as exc:
-            context.abort(status_of(exc), str(exc))
+            context.abort(status_of(exc), one_line(str(exc)))
         except grpc.RpcError:
             raise
         except Exception as exc:
@@ -68,8 +81,10 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
                 spec = msg.spec
             else:
                 size += len(msg.model_chunk)
-                if size > MAX_MODEL_BYTES:
-                    raise InvalidRequest(f"model is over the {MAX_MODEL_BYTES} byte limit")
+                limit = self.daemon.config.max_model_bytes
+                if size > limit:
+                    raise ResourceExhausted(f"model is over the {limit} byte limit of this "
+                                            "scheduler (its --max-model-mb)")
                 parts.append(msg.model_chunk)
         if spec is None:
             raise InvalidRequest("SubmitJob needs a spec as its first message")
@@ -82,9 +97,12 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
             from simpletvm.models import read_onnx
 
             try:
-                read_onnx(model)
+                ranks = input_ranks(read_onnx(model))
             except ModelError as exc:
                 raise InvalidRequest(str(exc)) from exc
+        else:
+            ranks = zoo_input_ranks(spec.model.removeprefix("zoo:"))
+        check_input_shapes(ranks, shapes)
         record = JobRecord(
             job_id="", name=spec.name or spec.model.removeprefix("zoo:"), model=spec.model,
             target=target, trials=spec.trials, batch_size=spec.batch_size or 32,
@@ -119,7 +137,7 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
             self._owned(request.job_id, context)
             q = self.daemon.subscribe(request.job_id)
         except ServiceError as exc:
-            context.abort(status_of(exc), str(exc))
+            context.abort(status_of(exc), one_line(str(exc)))
         try:
             while context.is_active():
                 try:
@@ -138,7 +156,7 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
             self._owned(request.job_id, context)
             data = self.daemon.result_bundle(request.job_id)
         except ServiceError as exc:
-            context.abort(status_of(exc), str(exc))
+            context.abort(status_of(exc), one_line(str(exc)))
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
             for member in tar.getmembers():
                 if not member.isfile():
@@ -174,7 +192,7 @@ class RunnerChannelServicer(pb_grpc.RunnerChannelServicer):
         try:
             self.daemon.config.auth.runner(context.invocation_metadata())
         except ServiceError as exc:
-            context.abort(status_of(exc), str(exc))
+            context.abort(status_of(exc), one_line(str(exc)))
         try:
             first = next(request_iterator)
         except StopIteration:
@@ -185,7 +203,7 @@ class RunnerChannelServicer(pb_grpc.RunnerChannelServicer):
         try:
             link = self.daemon.runner_connected(convert.register_dict(first.register))
         except ServiceError as exc:
-            context.abort(status_of(exc), str(exc))
+            context.abort(status_of(exc), one_line(str(exc)))
         reader = threading.Thread(target=self._read, args=(link, request_iterator),
                                   name=f"runner-{link.runner_id}", daemon=True)
         reader.start()
@@ -207,8 +225,10 @@ class RunnerChannelServicer(pb_grpc.RunnerChannelServicer):
                 kind = msg.WhichOneof("msg")
                 if kind == "heartbeat":
                     hb = msg.heartbeat
-                    self.daemon.runner_heartbeat(link, min(max(hb.foreign_load, 0.0), 1.0),
-                                                 tuple(hb.gpu_util))
+                    load = hb.foreign_load if math.isfinite(hb.foreign_load) else 0.0
+                    self.daemon.runner_heartbeat(link, min(max(load, 0.0), 1.0),
+                                                 tuple(u if math.isfinite(u) else 0.0
+                                                       for u in hb.gpu_util))
                 elif kind == "result":
                     self.daemon.runner_result(link, convert.result_dict(msg.result))
         except grpc.RpcError:
@@ -225,7 +245,7 @@ class RunnerChannelServicer(pb_grpc.RunnerChannelServicer):
             self.daemon.config.auth.runner(context.invocation_metadata())
             data, version = self.daemon.job_bundle(request.job_id)
         except ServiceError as exc:
-            context.abort(status_of(exc), str(exc))
+            context.abort(status_of(exc), one_line(str(exc)))
         yield from convert.chunks(data, f"v{version}")
 
     @_rpc

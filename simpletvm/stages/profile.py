@@ -6,6 +6,7 @@ a crashing kernel costs one result, not the stage.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -15,8 +16,9 @@ from simpletvm.stages.base import StageContext
 from simpletvm.targets import device_type
 
 PROFILE_TIMEOUT_S = 60.0
-# MetaSchedule LocalRunner defaults, so results compare with TVM's own loop
-NUMBER, REPEAT, MIN_REPEAT_MS = 3, 1, 100
+# MetaSchedule's LocalRunner takes one sample of at least 100 ms; we take three of at least 35 ms:
+# the same time per candidate, and the spread of the samples shows how noisy the device was.
+NUMBER, REPEAT, MIN_REPEAT_MS = 3, 3, 35
 
 _INPUTS: list[tuple[str, str, list[Any]]] = []
 
@@ -40,11 +42,24 @@ def _time_index(i: int) -> list[float]:
     return time_one(*_INPUTS[i])
 
 
+def pin_to_target(target: dict[str, Any], cores: list[int]) -> list[int]:
+    """Run kernels on the target's num-cores of the leased cores (a host-exclusive lease holds
+    them all), so a kernel is timed with as many threads as it was tuned for."""
+    wanted = int(target.get("num-cores") or 0) if target.get("kind") == "llvm" else 0
+    if 0 < wanted < len(cores):
+        cores = cores[:wanted]
+        os.sched_setaffinity(0, cores)
+        os.environ.update(TVM_NUM_THREADS=str(wanted), OMP_NUM_THREADS=str(wanted))
+    return cores
+
+
 def run(ctx: StageContext) -> dict[str, Any]:
     """Write rounds/rNNNN/results.json: run_secs or an error per candidate, plus the time span."""
     plan = read_json(ctx.round_dir / "candidates.json")
     built = read_json(ctx.round_dir / "built.json")["built"]
-    device = device_type(ctx.job.spec().target)
+    target = ctx.job.spec().target
+    pin_to_target(target, ctx.cores)
+    device = device_type(target)
     todo = [i for i, b in enumerate(built) if b["error"] is None]
     _INPUTS[:] = [(built[i]["artifact"], device, plan["candidates"][i]["args_info"]) for i in todo]
     started = time.time()

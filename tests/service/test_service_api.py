@@ -109,3 +109,12 @@ def test_unreachable_scheduler_is_one_clear_line() -> None:
     with Client("127.0.0.1:9", timeout=2) as c:
         code, message = _code(c.jobs)
     assert code == grpc.StatusCode.UNAVAILABLE and "tunesched scheduler" in message
+
+
+def test_an_llvm_profile_asks_for_exactly_the_targets_cores() -> None:
+    from scheduler.service.daemon import profile_demand
+
+    assert profile_demand({"kind": "llvm", "num-cores": 1}) == {
+        "profile": {"min_cores": 1, "max_cores": 1}}
+    assert profile_demand({"kind": "llvm"}) == {}
+    assert profile_demand({"kind": "cuda", "num-cores": 4}) == {}

@@ -46,6 +46,9 @@ def test_stages_tune_a_conv_far_faster_than_untuned(tmp_path, executor) -> None:
     pids = [o.pid for _, o in outcomes]
     assert len(set(pids)) == len(pids) and os.getpid() not in pids  # one process per stage
     assert all(o.cores == CORES for _, o in outcomes)
+    assert all(o.cpu_s > 0 for n, o in outcomes if n in ("search", "build", "profile"))
+    samples = json.loads((job.round_dir(0) / "results.json").read_text())["results"]
+    assert {len(r["run_secs"]) for r in samples if r["run_secs"]} == {3}  # spread is visible
 
     assert report["trials"] == 32
     assert report["tuned"]["median_us"] * 3 < report["untuned"]["median_us"]

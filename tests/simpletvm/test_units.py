@@ -94,3 +94,31 @@ def test_missing_and_corrupt_manifests(tmp_path) -> None:
         read_json(tmp_path / "job.json")
     (tmp_path / "ok.json").write_text(json.dumps({"a": 1}))
     assert read_json(tmp_path / "ok.json") == {"a": 1}
+
+
+def _pinned_profile(target: dict, cores: list[int], out: object) -> None:
+    import os
+
+    from simpletvm.stages.profile import pin_to_target
+
+    pin_to_target(target, cores)
+    out.put((sorted(os.sched_getaffinity(0)), os.environ.get("TVM_NUM_THREADS")))
+
+
+@pytest.mark.skipif(len(__import__("os").sched_getaffinity(0)) < 2, reason="needs two cores")
+def test_profile_runs_on_the_targets_core_count_even_with_the_whole_host() -> None:
+    import multiprocessing
+    import os
+
+    cores = sorted(os.sched_getaffinity(0))[:2]
+    ctx = multiprocessing.get_context("fork")
+    results = []
+    for target in ({"kind": "llvm", "num-cores": 1}, {"kind": "llvm", "num-cores": 2},
+                   {"kind": "llvm"}):
+        out = ctx.Queue()
+        proc = ctx.Process(target=_pinned_profile, args=(target, cores, out))
+        proc.start()
+        results.append(out.get(timeout=30))
+        proc.join()
+    assert results[0] == ([cores[0]], "1")
+    assert results[1][0] == results[2][0] == sorted(os.sched_getaffinity(0))

@@ -1,0 +1,188 @@
+"""Same jobs, same budgets, one machine, three ways: sequential, uncontrolled sharing, tunesched.
+
+    python bench/bench_ways.py                      # 2-core box sizes (about 20 minutes)
+    python bench/bench_ways.py --jobs matmul,conv2d,mlp,convnet --trials 128 --batch 32
+    python bench/bench_ways.py --no-study           # skip the CPU profile exclusivity study
+
+All three ways run the same stage code with the same seeds; only the coordination differs:
+`sequential` tunes one job after another on every core, `uncontrolled` starts every job at once as
+an independent tuning process (what users do without a scheduler), `tunesched` submits them all to
+an embedded daemon with runner agents on this host. Afterwards, on a quiet machine, every measured
+batch is rebuilt and profiled again alone (Spearman rank agreement, how inflated the run's timings
+were) and each job is compiled with each way's records and timed alone (final latency).
+
+The study then tunes the same jobs for a one-core target through tunesched twice: profile leases
+that own the whole host, and profile leases that own one core while other stages use the rest.
+
+Writes bench/results/ways.md (tables), curves-*.png and gantt-*.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from evaluation.fidelity import Fidelity, final_latencies, remeasure
+from evaluation.metrics import LowerBound
+from evaluation.report import (
+    FIDELITY_HEADER,
+    WAY_HEADER,
+    WayRow,
+    describe_bound,
+    fidelity_summary,
+    latency_rows,
+    markdown,
+    plot_curves,
+    plot_gantt,
+    write_fragment,
+)
+from evaluation.ways import BenchJob, WayRun, run_sequential, run_tunesched, run_uncontrolled
+from rich.console import Console
+from rich.table import Table
+
+from simpletvm.executor import StageExecutor
+
+console = Console(width=200)
+
+
+def show(title: str, header: list[str], rows: list[list[str]]) -> None:
+    table = Table(title=title)
+    for col in header:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def run_ways(ways: list[str], jobs: list[BenchJob], work: Path, target: dict,
+             cores: list[int], runners: int) -> list[WayRun]:
+    runs = []
+    for way in ways:
+        with console.status(f"{way}: tuning {len(jobs)} jobs"):
+            if way == "sequential":
+                run = run_sequential(jobs, work / way, target, cores)
+            elif way == "uncontrolled":
+                run = run_uncontrolled(jobs, work / way, target, cores)
+            else:
+                run = run_tunesched(jobs, work / way, target, cores, runners)
+        console.print(f"{way}: makespan {run.makespan:.1f} s, CPU busy {run.cpu_busy:.0%}"
+                      + (f", failed: {run.errors}" if run.errors else ""))
+        runs.append(run)
+    return runs
+
+
+def run_study(jobs: list[BenchJob], work: Path, cores: list[int],
+              runners: int) -> list[WayRun]:
+    target = {"kind": "llvm", "num-cores": 1}
+    runs = []
+    for mode, way in (("host", "host-exclusive"), ("cores", "core-exclusive")):
+        with console.status(f"study {way}: tuning {len(jobs)} one-core jobs"):
+            run = run_tunesched(jobs, work / way, target, cores, runners, mode, way)
+        console.print(f"study {way}: makespan {run.makespan:.1f} s"
+                      + (f", failed: {run.errors}" if run.errors else ""))
+        runs.append(run)
+    return runs
+
+
+def measure(runs: list[WayRun], jobs: list[BenchJob], target: dict, work: Path,
+            cores: list[int]) -> tuple[dict[str, dict[str, Fidelity]],
+                                       dict[str, dict[str, float]]]:
+    """Fidelity of every way's batches, then every job's final latency per way, all alone."""
+    executor = StageExecutor()
+    fid: dict[str, dict[str, Fidelity]] = {}
+    for run in runs:
+        fid[run.way] = {}
+        for job in jobs:
+            if job.name in run.errors:
+                continue
+            with console.status(f"re-measuring {run.way} {job.name} alone"):
+                fid[run.way][job.name] = remeasure(run.jobs[job.name], work / "scratch",
+                                                   executor, cores)
+    latencies = {}
+    for job in jobs:
+        with console.status(f"timing {job.name} compiled with each way's records"):
+            latencies[job.name] = final_latencies(
+                job.model, target, {r.way: r.jobs[job.name] / "tasks" for r in runs
+                                    if job.name not in r.errors})
+    return fid, latencies
+
+
+def section_tables(runs: list[WayRun], fid: dict, lat: dict, bound: LowerBound,
+                   base: str) -> list[tuple[str, list[str], list[list[str]]]]:
+    rows = [WayRow.of(r, fid[r.way], bound) for r in runs]
+    base_row = next(r for r in rows if r.way == base)
+    lat_header, lat_rows = latency_rows(lat, [r.way for r in runs], base)
+    return [("ways", WAY_HEADER, [r.cells(base_row) for r in rows]),
+            ("final latency of each job, compiled with the way's records and timed alone",
+             lat_header, lat_rows),
+            ("profile fidelity per job", FIDELITY_HEADER, fidelity_summary(fid))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", default="matmul,conv2d,mlp", help="zoo models, one job each")
+    parser.add_argument("--trials", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--runners", type=int, default=2, help="tunesched runner agents")
+    parser.add_argument("--ways", default="sequential,uncontrolled,tunesched")
+    parser.add_argument("--study", action=argparse.BooleanOptionalAction, default=True,
+                        help="also compare host- and core-exclusive CPU profile leases")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args()
+
+    cores = sorted(os.sched_getaffinity(0))
+    target = {"kind": "llvm", "num-cores": len(cores)}
+    jobs = [BenchJob(m, m, args.trials, args.batch) for m in args.jobs.split(",")]
+    ways = args.ways.split(",")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-ways-"))
+    console.print(f"{len(jobs)} jobs ({args.jobs}), {args.trials} trials, batch {args.batch}, "
+                  f"{len(cores)} cores, work dir {work}")
+
+    runs = run_ways(ways, jobs, work, target, cores, args.runners)
+    study = run_study(jobs, work, cores, args.runners) if args.study else []
+    fid, lat = measure(runs, jobs, target, work, cores)
+    sfid, slat = measure(study, jobs, {"kind": "llvm", "num-cores": 1}, work, cores) \
+        if study else ({}, {})
+
+    seq = next((r for r in runs if r.way == "sequential"), runs[0])
+    bound = LowerBound.of(seq.spans, len(cores))
+    sections = []
+    for title, header, rows in section_tables(runs, fid, lat, bound, seq.way):
+        show(title, header, rows)
+        sections.append((title, markdown(header, rows)))
+    sections.insert(1, ("lower bound", describe_bound(bound)))
+    plot_curves(runs, out / "curves-ways.png", "best latency over time, three ways")
+    for run in runs:
+        plot_gantt(run, out / f"gantt-{run.way}.png")
+    if study:
+        sbound = LowerBound.of(study[0].spans, len(cores))
+        for title, header, rows in section_tables(study, sfid, slat, sbound, study[0].way):
+            show(f"study: {title}", header, rows)
+            sections.append((f"CPU profile exclusivity study (target num-cores 1): {title}",
+                             markdown(header, rows)))
+        plot_curves(study, out / "curves-exclusivity.png", "one-core target: best latency")
+        for run in study:
+            plot_gantt(run, out / f"gantt-{run.way}.png")
+    command = ("python bench/bench_ways.py " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in (("jobs", args.jobs), ("trials", args.trials),
+                                                    ("batch", args.batch),
+                                                    ("runners", args.runners))))
+    sections.insert(0, ("setup", f"`{command}` on {len(cores)} cores; target "
+                                 f"`{json.dumps(target)}`; errors: "
+                                 f"{ {r.way: r.errors for r in runs + study if r.errors} }"))
+    path = write_fragment(out / "ways.md", sections)
+    console.print(f"wrote {path} and the PNGs beside it")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
