@@ -59,7 +59,7 @@ def show(title: str, header: list[str], rows: list[list[str]]) -> None:
 
 
 def run_ways(ways: list[str], jobs: list[BenchJob], work: Path, target: dict,
-             cores: list[int], runners: int) -> list[WayRun]:
+             cores: list[int], runners: int, policy: str) -> list[WayRun]:
     runs = []
     for way in ways:
         with console.status(f"{way}: tuning {len(jobs)} jobs"):
@@ -68,20 +68,22 @@ def run_ways(ways: list[str], jobs: list[BenchJob], work: Path, target: dict,
             elif way == "uncontrolled":
                 run = run_uncontrolled(jobs, work / way, target, cores)
             else:
-                run = run_tunesched(jobs, work / way, target, cores, runners)
+                run = run_tunesched(jobs, work / way, target, cores, runners, policy=policy,
+                                    jobs_per_host=len(jobs))
         console.print(f"{way}: makespan {run.makespan:.1f} s, CPU busy {run.cpu_busy:.0%}"
                       + (f", failed: {run.errors}" if run.errors else ""))
         runs.append(run)
     return runs
 
 
-def run_study(jobs: list[BenchJob], work: Path, cores: list[int],
-              runners: int) -> list[WayRun]:
+def run_study(jobs: list[BenchJob], work: Path, cores: list[int], runners: int,
+              policy: str) -> list[WayRun]:
     target = {"kind": "llvm", "num-cores": 1}
     runs = []
     for mode, way in (("host", "host-exclusive"), ("cores", "core-exclusive")):
         with console.status(f"study {way}: tuning {len(jobs)} one-core jobs"):
-            run = run_tunesched(jobs, work / way, target, cores, runners, mode, way)
+            run = run_tunesched(jobs, work / way, target, cores, runners, mode, way, policy,
+                                len(jobs))
         console.print(f"study {way}: makespan {run.makespan:.1f} s"
                       + (f", failed: {run.errors}" if run.errors else ""))
         runs.append(run)
@@ -129,6 +131,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=64)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--runners", type=int, default=2, help="tunesched runner agents")
+    parser.add_argument("--policy", default="predictive",
+                        choices=["interleaved", "predictive", "sequential", "shared"],
+                        help="tunesched's policy (every job may be placed on the host at once)")
     parser.add_argument("--ways", default="sequential,uncontrolled,tunesched")
     parser.add_argument("--study", action=argparse.BooleanOptionalAction, default=True,
                         help="also compare host- and core-exclusive CPU profile leases")
@@ -146,8 +151,8 @@ def main() -> None:
     console.print(f"{len(jobs)} jobs ({args.jobs}), {args.trials} trials, batch {args.batch}, "
                   f"{len(cores)} cores, work dir {work}")
 
-    runs = run_ways(ways, jobs, work, target, cores, args.runners)
-    study = run_study(jobs, work, cores, args.runners) if args.study else []
+    runs = run_ways(ways, jobs, work, target, cores, args.runners, args.policy)
+    study = run_study(jobs, work, cores, args.runners, args.policy) if args.study else []
     fid, lat = measure(runs, jobs, target, work, cores)
     sfid, slat = measure(study, jobs, {"kind": "llvm", "num-cores": 1}, work, cores) \
         if study else ({}, {})
@@ -174,7 +179,8 @@ def main() -> None:
     command = ("python bench/bench_ways.py " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in (("jobs", args.jobs), ("trials", args.trials),
                                                     ("batch", args.batch),
-                                                    ("runners", args.runners))))
+                                                    ("runners", args.runners),
+                                                    ("policy", args.policy))))
     sections.insert(0, ("setup", f"`{command}` on {len(cores)} cores; target "
                                  f"`{json.dumps(target)}`; errors: "
                                  f"{ {r.way: r.errors for r in runs + study if r.errors} }"))

@@ -80,6 +80,9 @@ def client_options(fn: Any) -> Any:
               help="Seconds without a heartbeat before a runner is declared lost.")
 @click.option("--cpu-profile", type=click.Choice(["host", "cores"]), default="host",
               show_default=True, help="What a CPU profile lease owns exclusively.")
+@click.option("--jobs-per-host", type=click.IntRange(1, 10000), default=None,
+              help="Jobs placed on one host at once (default: one per 4 cores, at least 2, "
+              "plus one per GPU).")
 @click.option("--max-foreign-load", default=0.25, show_default=True,
               type=click.FloatRange(0.0, 1.0), help="No profile on a host whose CPU is busier "
               "than this fraction with processes no lease explains (1: never hold back).")
@@ -98,7 +101,8 @@ def client_options(fn: Any) -> Any:
               help="Largest uploaded model in MiB (bigger: RESOURCE_EXHAUSTED). One gRPC "
               "message is at most 8 MiB; clients send models in 1 MiB chunks.")
 def scheduler(listen: str, state_path: str, policy: str, lease_ttl: float,
-              runner_timeout: float, cpu_profile: str, max_foreign_load: float,
+              runner_timeout: float, cpu_profile: str, jobs_per_host: int | None,
+              max_foreign_load: float,
               tls_cert: str | None,
               tls_key: str | None, runner_token_file: str | None,
               users_file: str | None, stage_timeouts: tuple[str, ...],
@@ -122,7 +126,7 @@ def scheduler(listen: str, state_path: str, policy: str, lease_ttl: float,
     tls = (Path(tls_key).read_bytes(), Path(tls_cert).read_bytes()) if tls_cert else None
     config = DaemonConfig(Path(state_path), policy=policy, lease_ttl_s=lease_ttl,
                           runner_timeout_s=runner_timeout, cpu_profile_exclusivity=cpu_profile,
-                          foreign_load_threshold=max_foreign_load,
+                          foreign_load_threshold=max_foreign_load, jobs_per_host=jobs_per_host,
                           stage_timeouts_s=timeouts, auth=auth,
                           max_model_bytes=max_model_mb << 20)
     _guard(lambda: serve(config, listen, tls))

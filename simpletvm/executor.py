@@ -8,10 +8,12 @@ exists, runs the stage, and writes a StageOutcome as JSON. Failures come back as
 
 from __future__ import annotations
 
+import importlib.machinery
 import json
 import multiprocessing
 import os
 import resource
+import sys
 import tempfile
 import time
 import traceback
@@ -157,10 +159,25 @@ class StageProcess:
                             cores=list(self.request.cores or []))
 
 
+def skip_main_reimport() -> None:
+    """Keep stage children from re-running the launching program's imports.
+
+    multiprocessing re-imports a program started as a script (`tunesched` is a console script,
+    benches are scripts) in every child: the CLI with grpc, rich and friends, about a second per
+    stage. Stage children need nothing from `__main__`; a main module that looks like a package
+    entry point (`pkg.__main__`, as `python -m` gives) is left alone by the children.
+    """
+    main = sys.modules.get("__main__")
+    if main is not None and getattr(main, "__spec__", None) is None \
+            and getattr(main, "__file__", None):
+        main.__spec__ = importlib.machinery.ModuleSpec("tunesched_script.__main__", None)
+
+
 class StageExecutor:
     """Starts stage processes forked from one warm fork server (per interpreter)."""
 
     def __init__(self, gpu: bool = False) -> None:
+        skip_main_reimport()
         self._ctx = multiprocessing.get_context("forkserver")
         self._ctx.set_forkserver_preload(
             ["simpletvm._preload_cuda" if gpu else "simpletvm._preload"])

@@ -150,6 +150,7 @@ def run_uncontrolled(jobs: list[BenchJob], root: Path, target: dict[str, Any],
 
 def run_tunesched(jobs: list[BenchJob], root: Path, target: dict[str, Any], cores: list[int],
                   runners: int, exclusivity: str = "host", way: str = "tunesched",
+                  policy: str = "predictive", jobs_per_host: int | None = None,
                   on_poll: Callable[[list[Any]], None] | None = None) -> WayRun:
     """Every job submitted at once to an embedded daemon with `runners` agents on this host."""
     from client.api import Client
@@ -158,8 +159,9 @@ def run_tunesched(jobs: list[BenchJob], root: Path, target: dict[str, Any], core
     from scheduler.service.daemon import DaemonConfig
     from scheduler.service.server import Service
 
-    config = DaemonConfig(root / "state" / "scheduler.db", policy="interleaved",
-                          cpu_profile_exclusivity=exclusivity)
+    config = DaemonConfig(root / "state" / "scheduler.db", policy=policy,
+                          cpu_profile_exclusivity=exclusivity, jobs_per_host=jobs_per_host,
+                          foreign_load_threshold=1.0)  # the only load here is our own
     service = Service(config, "127.0.0.1:0").start()
     agents = [Agent(RunnerConfig(service.address, HostInfo("bench-host", cores, [], 0, ["llvm"]),
                                  root / "work", f"runner-{i}")) for i in range(runners)]

@@ -81,6 +81,7 @@ class DaemonConfig:
     snapshot_every: int = 500
     max_stage_retries: int = 2
     cpu_profile_exclusivity: str = "host"
+    jobs_per_host: int | None = None  # None: the policy's default (see Policy.max_jobs_on_host)
     foreign_load_threshold: float = 0.25  # no profile on a host busier than this with others
     stage_timeouts_s: dict[str, float] = field(default_factory=lambda: dict(STAGE_TIMEOUTS_S))
     max_model_bytes: int = MAX_MODEL_BYTES  # an uploaded model over this: RESOURCE_EXHAUSTED
@@ -123,7 +124,8 @@ class Daemon:
             policy=config.policy, lease_ttl_s=config.lease_ttl_s,
             max_stage_retries=config.max_stage_retries,
             cpu_profile_exclusivity=config.cpu_profile_exclusivity,
-            foreign_load_threshold=config.foreign_load_threshold))
+            foreign_load_threshold=config.foreign_load_threshold,
+            jobs_per_host=config.jobs_per_host))
         self.jobs: dict[str, JobRecord] = {}
         self.leases: dict[str, dict[str, Any]] = {}
         self.links: dict[str, RunnerLink] = {}

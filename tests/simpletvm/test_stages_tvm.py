@@ -98,3 +98,20 @@ def test_learn_retried_after_a_crash_neither_duplicates_nor_loses(tmp_path, exec
     assert len(records.read_text().splitlines()) == 8 and job.progress().trials == 8
     measured = (job.root / "tasks" / "00" / "measured.txt").read_text().split()
     assert len(measured) == len(set(measured)) == 8
+
+
+def test_stage_children_do_not_rerun_the_launching_script(tmp_path) -> None:
+    """A console script (like `tunesched`) as __main__ is not re-imported in every stage child."""
+    marker = tmp_path / "imports.txt"
+    script = tmp_path / "launcher.py"
+    script.write_text(
+        "import pathlib\n"
+        f"pathlib.Path({str(marker)!r}).open('a').write('imported\\n')\n"
+        "from simpletvm.executor import StageExecutor, StageRequest\n"
+        "if __name__ == '__main__':\n"
+        "    ex = StageExecutor()\n"
+        "    for _ in range(3):\n"
+        "        out = ex.run(StageRequest('search', '/nonexistent', 0, [0]))\n"
+        "        assert out.status == 'error', out\n")
+    subprocess.run([sys.executable, str(script)], check=True, timeout=300)
+    assert marker.read_text().splitlines() == ["imported"]  # the script itself, nothing more
