@@ -185,6 +185,9 @@ def main() -> None:
                                  f"`{json.dumps(target)}`; errors: "
                                  f"{ {r.way: r.errors for r in runs + study if r.errors} }"))
     path = write_fragment(out / "ways.md", sections)
+    (out / "spans.json").write_text(json.dumps(
+        {r.way: {"started": r.started, "finished": r.finished, "spans": r.spans}
+         for r in runs + study}, indent=0))
     console.print(f"wrote {path} and the PNGs beside it")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

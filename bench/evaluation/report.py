@@ -108,8 +108,14 @@ def plot_curves(runs: list[WayRun], path: Path, title: str) -> Path:
 
 
 def plot_gantt(run: WayRun, path: Path) -> Path:
-    """Stage spans of one way on the cores they ran on (hatched: profile)."""
-    return plot_timeline(run.spans, path, title=f"{run.way}: stages on cores "
+    """Stage spans of one way (hatched: profile): leases on the cores they held for tunesched,
+    one row per job for the ways without a scheduler (every stage there used every core)."""
+    if run.way in ("sequential", "uncontrolled"):
+        spans = [{**s, "host_id": f"{s['job_id']} (all cores)", "cores": [0]} for s in run.spans]
+        what = "stages per job"
+    else:
+        spans, what = run.spans, "leases on cores"
+    return plot_timeline(spans, path, title=f"{run.way}: {what} "
                          f"(makespan {run.makespan:.0f} s, hatched = profile)")
 
 
