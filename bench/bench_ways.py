@@ -1,6 +1,6 @@
 """Same jobs, same budgets, one machine, three ways: sequential, uncontrolled sharing, tunesched.
 
-    python bench/bench_ways.py                      # 2-core box sizes (about 20 minutes)
+    python bench/bench_ways.py                      # 2-core box sizes (about 30 minutes)
     python bench/bench_ways.py --jobs matmul,conv2d,mlp,convnet --trials 128 --batch 32
     python bench/bench_ways.py --no-study           # skip the CPU profile exclusivity study
 
