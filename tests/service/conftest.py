@@ -90,6 +90,17 @@ def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([*TUNESCHED, *args], capture_output=True, text=True, timeout=timeout)
 
 
+def health(address: str, service: str = "") -> str:
+    """The gRPC health status name ("SERVING", ...) the daemon reports for `service`."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=5)
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+
 def connected_runners(address: str) -> int:
     with Client(address, timeout=5) as client:
         return sum(r.connected for r in client.runners())

@@ -30,7 +30,6 @@ from typing import Any
 import grpc
 import psutil
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from client.api import Client
 from proto import tunesched_pb2 as pb
@@ -39,7 +38,7 @@ from runner.fake import SleepExecutor, fake_agent
 from simpletvm.executor import StageProcess, StageRequest
 from simpletvm.jobdir import JobDir
 
-from .conftest import TUNESCHED, Daemon, Runner, connected_runners, wait_for
+from .conftest import TUNESCHED, Daemon, Runner, connected_runners, health, wait_for
 
 TARGET = json.dumps({"kind": "llvm", "num-cores": len(os.sched_getaffinity(0))})
 FAKE_TARGET = json.dumps({"kind": "llvm", "num-cores": 2})
@@ -135,13 +134,6 @@ def assert_exact_records(address: str, state: Path, job: str, trials: int, out: 
     hashes = [h for name, data in files.items() if name.endswith("measured.txt")
               for h in data.decode().split()]
     assert len(hashes) == trials and len(set(hashes)) == trials, hashes
-
-
-def health(address: str) -> str:
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(status)
 
 
 def log_has(path: Path, text: str) -> bool:
