@@ -1,6 +1,6 @@
 """Same jobs, same budgets, one machine, three ways: sequential, uncontrolled sharing, tunesched.
 
-    python bench/bench_ways.py                      # 2-core box sizes (about 30 minutes)
+    python bench/bench_ways.py                      # 2-core box sizes (about 50 minutes)
     python bench/bench_ways.py --jobs matmul,conv2d,mlp,convnet --trials 128 --batch 32
     python bench/bench_ways.py --no-study           # skip the CPU profile exclusivity study
 
@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
+import statistics
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from evaluation.fidelity import Fidelity, final_latencies, remeasure
@@ -113,6 +116,48 @@ def measure(runs: list[WayRun], jobs: list[BenchJob], target: dict, work: Path,
     return fid, latencies
 
 
+def run_repeats(args: argparse.Namespace, jobs: list[BenchJob], runs: list[WayRun],
+                lat: dict[str, dict[str, float]], work: Path, target: dict,
+                cores: list[int]) -> tuple[str, list[str], list[list[str]]]:
+    """Sequential and tunesched again with other search seeds: does tunesched find kernels as
+    good as sequential's, beyond one seed's luck? One row per job and seed, and the geometric
+    mean of tunesched / sequential over the seeds."""
+    pair = ["sequential", "tunesched"]
+    first = {r.way: r for r in runs}
+    makespans = {0: {w: first[w].makespan for w in pair}}
+    per_seed = {0: {job.name: {w: lat[job.name][w] for w in pair} for job in jobs}}
+    for seed in range(1, args.repeats):
+        seeded = [replace(j, seed=seed) for j in jobs]
+        again = run_ways(pair, seeded, work / f"seed{seed}", target, cores, args.runners,
+                         args.policy)
+        makespans[seed] = {r.way: r.makespan for r in again}
+        per_seed[seed] = {}
+        for job in seeded:
+            with console.status(f"seed {seed}: timing {job.name} compiled with both ways"):
+                per_seed[seed][job.name] = final_latencies(
+                    job.model, target, {r.way: r.jobs[job.name] / "tasks" for r in again
+                                        if job.name not in r.errors}, rounds=2)
+    header = ["job", "seed", "sequential us", "tunesched us", "tunesched / sequential",
+              "makespan tunesched / sequential"]
+    rows = []
+    for job in jobs:
+        ratios = []
+        for seed, lats in per_seed.items():
+            a, b = lats[job.name].get("sequential"), lats[job.name].get("tunesched")
+            ratio = b / a if a and b else float("nan")
+            ratios.append(ratio)
+            mk = makespans[seed]
+            rows.append([job.name, str(seed), f"{a:.2f}" if a else "-", f"{b:.2f}" if b else "-",
+                         f"{ratio:.3f}", f"{mk['tunesched'] / mk['sequential']:.3f}"])
+        good = [r for r in ratios if math.isfinite(r) and r > 0]
+        gmean = math.exp(statistics.fmean(math.log(r) for r in good)) if good else float("nan")
+        rows.append([f"**{job.name}**", "geomean", "", "", f"**{gmean:.3f}**", ""])
+    mk_ratios = [m["tunesched"] / m["sequential"] for m in makespans.values()]
+    rows.append(["all jobs", "makespan geomean", "", "", "",
+                 f"{math.exp(statistics.fmean(math.log(r) for r in mk_ratios)):.3f}"])
+    return (f"final latency and makespan over {args.repeats} search seeds", header, rows)
+
+
 def section_tables(runs: list[WayRun], fid: dict, lat: dict, bound: LowerBound,
                    base: str) -> list[tuple[str, list[str], list[list[str]]]]:
     rows = [WayRow.of(r, fid[r.way], bound) for r in runs]
@@ -139,6 +184,9 @@ def main() -> None:
                         help="also compare host- and core-exclusive CPU profile leases")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="search seeds for sequential and tunesched (final latency and "
+                        "makespan per seed; 1: the main run only)")
     args = parser.parse_args()
 
     cores = sorted(os.sched_getaffinity(0))
@@ -154,6 +202,8 @@ def main() -> None:
     runs = run_ways(ways, jobs, work, target, cores, args.runners, args.policy)
     study = run_study(jobs, work, cores, args.runners, args.policy) if args.study else []
     fid, lat = measure(runs, jobs, target, work, cores)
+    repeats = run_repeats(args, jobs, runs, lat, work, target, cores) \
+        if args.repeats > 1 and {"sequential", "tunesched"} <= set(ways) else None
     sfid, slat = measure(study, jobs, {"kind": "llvm", "num-cores": 1}, work, cores) \
         if study else ({}, {})
 
@@ -164,6 +214,10 @@ def main() -> None:
         show(title, header, rows)
         sections.append((title, markdown(header, rows)))
     sections.insert(1, ("lower bound", describe_bound(bound)))
+    if repeats is not None:
+        title, header, rows = repeats
+        show(title, header, rows)
+        sections.append((title, markdown(header, rows)))
     plot_curves(runs, out / "curves-ways.png", "best latency over time, three ways")
     for run in runs:
         plot_gantt(run, out / f"gantt-{run.way}.png")
@@ -180,7 +234,8 @@ def main() -> None:
         f"--{k.replace('_', '-')} {v}" for k, v in (("jobs", args.jobs), ("trials", args.trials),
                                                     ("batch", args.batch),
                                                     ("runners", args.runners),
-                                                    ("policy", args.policy))))
+                                                    ("policy", args.policy),
+                                                    ("repeats", args.repeats))))
     sections.insert(0, ("setup", f"`{command}` on {len(cores)} cores; target "
                                  f"`{json.dumps(target)}`; errors: "
                                  f"{ {r.way: r.errors for r in runs + study if r.errors} }"))

@@ -68,7 +68,7 @@ class Client:
     def submit(self, model: str, target: str, trials: int, name: str = "", priority: int = 0,
                latency_goal_us: float = 0.0, batch_size: int = 32, user: str = "",
                input_shapes: dict[str, list[int]] | None = None,
-               request_id: str | None = None) -> pb.JobInfo:
+               request_id: str | None = None, seed: int = 0) -> pb.JobInfo:
         """Submit `model` (zoo:NAME or a path to .onnx); retries reuse one request id."""
         data = b""
         if not model.startswith("zoo:"):
@@ -79,7 +79,7 @@ class Client:
                 raise ClientError(f"cannot read model {model}: {exc.strerror}") from None
             model = path.name
         spec = pb.JobSpec(name=name, model=model, target_json=target, trials=trials,
-                          batch_size=batch_size, priority=priority,
+                          batch_size=batch_size, priority=priority, seed=seed,
                           latency_goal_us=latency_goal_us, user=user,
                           input_shapes_json=json.dumps(input_shapes) if input_shapes else "",
                           request_id=request_id or uuid.uuid4().hex)

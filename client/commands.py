@@ -86,6 +86,9 @@ def client_options(fn: Any) -> Any:
 @click.option("--max-foreign-load", default=0.25, show_default=True,
               type=click.FloatRange(0.0, 1.0), help="No profile on a host whose CPU is busier "
               "than this fraction with processes no lease explains (1: never hold back).")
+@click.option("--pause-for-profile/--no-pause-for-profile", default=True, show_default=True,
+              help="A host-exclusive CPU profile pauses (SIGSTOP) the host's other stages "
+              "while it runs instead of waiting for them to end.")
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None,
               help="PEM certificate: serve TLS (with --tls-key).")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -102,7 +105,7 @@ def client_options(fn: Any) -> Any:
               "message is at most 8 MiB; clients send models in 1 MiB chunks.")
 def scheduler(listen: str, state_path: str, policy: str, lease_ttl: float,
               runner_timeout: float, cpu_profile: str, jobs_per_host: int | None,
-              max_foreign_load: float,
+              max_foreign_load: float, pause_for_profile: bool,
               tls_cert: str | None,
               tls_key: str | None, runner_token_file: str | None,
               users_file: str | None, stage_timeouts: tuple[str, ...],
@@ -127,6 +130,7 @@ def scheduler(listen: str, state_path: str, policy: str, lease_ttl: float,
     config = DaemonConfig(Path(state_path), policy=policy, lease_ttl_s=lease_ttl,
                           runner_timeout_s=runner_timeout, cpu_profile_exclusivity=cpu_profile,
                           foreign_load_threshold=max_foreign_load, jobs_per_host=jobs_per_host,
+                          pause_for_profile=pause_for_profile,
                           stage_timeouts_s=timeouts, auth=auth,
                           max_model_bytes=max_model_mb << 20)
     _guard(lambda: serve(config, listen, tls))

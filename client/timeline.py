@@ -1,4 +1,5 @@
-"""Lease timelines as a Gantt chart: one row per host resource (core or GPU), one bar per lease."""
+"""Lease timelines as a Gantt chart: one row per host resource (core or GPU), one bar per lease
+(blank stretches in a bar: the stage was paused for a host-exclusive profile)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,37 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.patches import Patch
+
+Window = tuple[float, float]
+
+
+def window(lease: dict[str, Any], end: float | None = None) -> Window:
+    """(start, end) of a lease row: the stage process's own window once it reported one, else
+    the lease's grant to its end (`end` while live)."""
+    if lease.get("child_started") and lease.get("child_finished"):
+        return float(lease["child_started"]), float(lease["child_finished"])
+    stop = lease.get("ended_at") or end or lease["granted_at"]
+    return float(lease["granted_at"]), float(stop)
+
+
+def paused_windows(lease: dict[str, Any], end: float | None = None) -> list[Window]:
+    """When the lease's stage was paused, clipped to its window; a pause never resumed lasts
+    to the window's end."""
+    a, b = window(lease, end)
+    resumed = [*lease.get("resumed_at", ()), b]
+    return [(max(a, p), min(b, r)) for p, r in zip(lease.get("paused_at", ()), resumed,
+                                                   strict=False) if min(b, r) > max(a, p)]
+
+
+def running_windows(lease: dict[str, Any], end: float | None = None) -> list[Window]:
+    """When the lease's stage actually ran: its window less its pauses."""
+    a, b = window(lease, end)
+    out = []
+    for p, r in paused_windows(lease, end):
+        out.append((a, p))
+        a = r
+    out.append((a, b))
+    return [(x, y) for x, y in out if y > x]
 
 
 def rows_of(leases: list[dict[str, Any]]) -> list[str]:
@@ -38,12 +70,16 @@ def plot_timeline(leases: list[dict[str, Any]], path: Path, now: float | None = 
         t0 = float(lease["granted_at"]) - start
         t1 = float(lease.get("ended_at") or end_default) - start
         profile = lease.get("stage") == "profile"
+        colour = colours[lease["job_id"]]
         names = [f"cpu{c}" for c in lease.get("cores", [])] + \
                 [f"gpu{g}" for g in lease.get("gpus", [])]
         for name in names:
             y = index[f"{lease['host_id']} {name}"]
-            ax.barh(y, max(t1 - t0, 0.05), left=t0, height=0.8, color=colours[lease["job_id"]],
+            ax.barh(y, max(t1 - t0, 0.05), left=t0, height=0.8, color=colour,
                     edgecolor="black", linewidth=0.4, hatch="///" if profile else None)
+            for p0, p1 in paused_windows(lease, end_default):
+                ax.barh(y, p1 - p0, left=p0 - start, height=0.8, color="white",
+                        edgecolor=colour, linewidth=0.4)
     ax.set_yticks(range(len(rows)), rows)
     ax.invert_yaxis()
     ax.set(xlabel="seconds", title=title)
@@ -51,6 +87,8 @@ def plot_timeline(leases: list[dict[str, Any]], path: Path, now: float | None = 
     handles = [Patch(color=colours[j], label=f"{labels[j]} ({j})" if j in labels else j)
                for j in jobs]
     handles.append(Patch(facecolor="white", edgecolor="black", hatch="///", label="profile"))
+    if any(lease.get("paused_at") for lease in leases):
+        handles.append(Patch(facecolor="white", edgecolor="grey", label="paused"))
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()

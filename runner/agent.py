@@ -1,8 +1,9 @@
 """The runner agent: registers its host's resources, heartbeats, runs leased stages.
 
 One gRPC stream to the scheduler carries Register/Heartbeat/StageResult up and
-StartStage/RevokeLease/Shutdown down. Each stage runs in a child process pinned to its lease
-(forked from a warm server: see simpletvm.executor). Job directories live under the work dir;
+StartStage/RevokeLease/PauseLease/ResumeLease/Shutdown down. Each stage runs in a child process
+pinned to its lease (forked from a warm server: see simpletvm.executor); a paused one is
+stopped, workers and all, until resumed. Job directories live under the work dir;
 a job this runner has not seen, or has an old copy of, is fetched from the scheduler first, and
 after extract, learn and compile the job's state (or results) goes back up.
 """
@@ -64,6 +65,7 @@ class Agent:
         self.config = config
         self.executor = executor or StageExecutor(gpu=bool(config.host.gpus))
         self.running: dict[str, StageProcess] = {}
+        self.paused: set[str] = set()  # leases to keep stopped (their stage may not run yet)
         self.lock = threading.Lock()
         self.meter = LoadMeter()
         self.registered = threading.Event()
@@ -139,6 +141,12 @@ class Agent:
                                          name=f"stage-{msg.start.stage}", daemon=True).start()
                     elif kind == "revoke":
                         self._revoke(msg.revoke.lease_id, msg.revoke.reason)
+                    elif kind == "pause":
+                        self._pause(msg.pause.lease_id, True)
+                        outbox.put(pb.RunnerMessage(paused=pb.Paused(
+                            lease_id=msg.pause.lease_id, epoch=msg.pause.epoch)))
+                    elif kind == "resume":
+                        self._pause(msg.resume.lease_id, False)
                     elif kind == "shutdown":
                         log.warning("scheduler asked to shut down: %s", msg.shutdown.reason)
                         self._stop.set()
@@ -172,9 +180,12 @@ class Agent:
             process = self.executor.start(request)
             with self.lock:
                 self.running[lease.lease_id] = process
+                if lease.lease_id in self.paused:  # paused while we fetched the job
+                    process.pause()
             outcome = process.wait()
             with self.lock:
                 revoked = self.running.pop(lease.lease_id, None) is None
+                self.paused.discard(lease.lease_id)
             if revoked:
                 return  # the scheduler took the lease back: it does not want this result
             if outcome.ok and start.stage in ("extract", "learn", "compile"):
@@ -192,12 +203,15 @@ class Agent:
                           start.job_id)
             outcome = StageOutcome(start.stage, "error", error=f"{type(exc).__name__}: {exc}",
                                    started=started, finished=time.time())
+            with self.lock:
+                self.paused.discard(lease.lease_id)
         outbox.put(pb.RunnerMessage(result=pb.StageResult(
             lease_id=lease.lease_id, epoch=lease.epoch, job_id=start.job_id,
             stage_id=start.stage_id, stage=start.stage, ok=outcome.ok,
             result_json=json.dumps(outcome.result), error=outcome.error[:2000],
             traceback=outcome.traceback[-8000:], started=outcome.started,
-            finished=outcome.finished, pid=outcome.pid, cores=outcome.cores)))
+            finished=outcome.finished, pid=outcome.pid, cores=outcome.cores,
+            paused_at=outcome.paused_at, resumed_at=outcome.resumed_at)))
 
     def _prepare(self, start: pb.StartStage) -> JobDir:
         """The job directory, fetched from the scheduler when missing or behind."""
@@ -230,8 +244,23 @@ class Agent:
 
         self.stub.UploadBundle(parts(), metadata=self.metadata)
 
+    def _pause(self, lease_id: str, pause: bool) -> None:
+        """Stop (or continue) the stage under `lease_id`; one not started yet starts stopped."""
+        with self.lock:
+            if pause:
+                self.paused.add(lease_id)
+            else:
+                self.paused.discard(lease_id)
+            process = self.running.get(lease_id)
+            if process is not None and pause:
+                process.pause()
+            elif process is not None:
+                process.resume()
+        log.info("lease %s %s", lease_id, "paused" if pause else "resumed")
+
     def _revoke(self, lease_id: str, reason: str) -> None:
         with self.lock:
+            self.paused.discard(lease_id)
             process = self.running.pop(lease_id, None)
         if process is not None:
             log.warning("lease %s revoked (%s): killing pid %d", lease_id, reason, process.pid)

@@ -153,15 +153,22 @@ def run_effects(request: StageRequest) -> dict[str, Any]:
 # ---------------------------------------------------------------------- executor
 class SleepStage:
     """A stage that sleeps: `wait()` blocks (in the caller's thread) until its time is up,
-    writes its effects and returns the outcome; `kill()` ends it promptly, without effects."""
+    writes its effects and returns the outcome; `kill()` ends it promptly, without effects;
+    `pause()`/`resume()` stop and continue its clock (and its time limit's)."""
 
     def __init__(self, request: StageRequest, seconds: float) -> None:
         self.request = request
         self.seconds = max(0.0, seconds)
         self.pid = os.getpid()  # no child process: the runner's own
         self.started = time.time()
-        self._deadline = time.monotonic() + self.seconds
+        self._start = time.monotonic()
         self._killed = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self.paused_at: list[float] = []
+        self.resumed_at: list[float] = []
+        self._paused_s = 0.0
+        self._paused_since: float | None = None
         self.outcome: StageOutcome | None = None  # set when wait() returns
 
     def done(self) -> bool:
@@ -169,21 +176,50 @@ class SleepStage:
 
     def kill(self) -> None:
         self._killed.set()
+        self._wake.set()
+
+    def pause(self) -> None:
+        with self._lock:
+            if self._paused_since is None:
+                self._paused_since = time.monotonic()
+                self.paused_at.append(time.time())
+        self._wake.set()
+
+    def resume(self) -> None:
+        with self._lock:
+            if self._paused_since is not None:
+                self._paused_s += time.monotonic() - self._paused_since
+                self._paused_since = None
+                self.resumed_at.append(time.time())
+        self._wake.set()
+
+    def _ran(self) -> tuple[float, bool]:
+        """Seconds run (not paused) so far, and whether it is paused now."""
+        with self._lock:
+            now = time.monotonic()
+            paused = self._paused_s + (now - self._paused_since
+                                       if self._paused_since is not None else 0.0)
+            return now - self._start - paused, self._paused_since is not None
 
     def wait(self, timeout: float | None = None) -> StageOutcome:
         """Sleep out the stage (or until killed / `timeout`, default the request's timeout)."""
         limit = timeout if timeout is not None else self.request.timeout_s
-        remaining = self._deadline - time.monotonic()
         timed_out = limit is not None and self.seconds > limit
-        if timed_out:
-            remaining = min(remaining, limit - (time.time() - self.started))
-        self._killed.wait(max(0.0, remaining))
+        end = min(self.seconds, limit) if timed_out else self.seconds
+        while not self._killed.is_set():
+            ran, paused = self._ran()
+            if ran >= end and not paused:
+                break
+            self._wake.clear()
+            self._wake.wait(None if paused else end - ran)
         if self._killed.is_set():
             self.outcome = self._failed("crashed", "stage killed (its lease was revoked)")
         elif timed_out:
             self.outcome = self._failed("timeout", f"stage exceeded its timeout of {limit:g} s")
         else:
             self.outcome = self._run()
+        self.resume()  # a pause that raced the end ends here
+        self.outcome.paused_at, self.outcome.resumed_at = self.paused_at, self.resumed_at
         return self.outcome
 
     def _run(self) -> StageOutcome:

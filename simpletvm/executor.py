@@ -8,13 +8,16 @@ exists, runs the stage, and writes a StageOutcome as JSON. Failures come back as
 
 from __future__ import annotations
 
+import contextlib
 import importlib.machinery
 import json
 import multiprocessing
 import os
 import resource
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -54,6 +57,8 @@ class StageOutcome:
     finished: float = 0.0
     cores: list[int] = field(default_factory=list)
     cpu_s: float = 0.0  # user + system CPU seconds of the stage and its waited-for workers
+    paused_at: list[float] = field(default_factory=list)  # stopped for a host-exclusive
+    resumed_at: list[float] = field(default_factory=list)  # profile, and continued: pairwise
 
     @property
     def ok(self) -> bool:
@@ -111,35 +116,107 @@ def child_main(request: dict[str, Any], outcome_path: str) -> None:
     os.replace(tmp, outcome_path)
 
 
+def _signal_tree(pid: int, sig: int) -> None:
+    """Send `sig` to process `pid` and all its descendants (gone ones are skipped). The parent
+    first, so a stopped parent forks no new worker; then the children, twice over, to catch
+    one forked in between."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        root.send_signal(sig)
+    except psutil.Error:
+        return
+    for _ in range(2):
+        try:
+            children = root.children(recursive=True)
+        except psutil.Error:
+            return
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                child.send_signal(sig)
+
+
 class StageProcess:
-    """A running stage child: poll it, wait for it, kill it, read its outcome."""
+    """A running stage child: poll it, wait for it, pause/resume it, kill it, read its outcome.
+
+    Pausing stops the child and its workers (SIGSTOP) so a profile elsewhere on the host has
+    the CPU to itself; the stage's time limit does not run while it is paused."""
 
     def __init__(self, process: Any, request: StageRequest, outcome_path: str) -> None:
         self.process = process
         self.request = request
         self.outcome_path = outcome_path
         self.started = time.time()
+        self.paused_at: list[float] = []
+        self.resumed_at: list[float] = []
+        self._lock = threading.Lock()
 
     @property
     def pid(self) -> int:
         return int(self.process.pid)
 
+    @property
+    def paused(self) -> bool:
+        return len(self.paused_at) > len(self.resumed_at)
+
     def done(self) -> bool:
         return not self.process.is_alive()
 
+    def pause(self) -> None:
+        """Stop the stage's whole process tree until `resume()`."""
+        with self._lock:
+            if self.paused or not self.process.is_alive():
+                return
+            _signal_tree(self.pid, signal.SIGSTOP)
+            self.paused_at.append(time.time())
+
+    def resume(self) -> None:
+        """Continue a paused stage."""
+        with self._lock:
+            if not self.paused:
+                return
+            _signal_tree(self.pid, signal.SIGCONT)
+            self.resumed_at.append(time.time())
+
+    def paused_s(self, now: float | None = None) -> float:
+        """Seconds spent paused so far."""
+        now = time.time() if now is None else now
+        ends = [*self.resumed_at, now] if self.paused else self.resumed_at
+        return sum(b - a for a, b in zip(self.paused_at, ends, strict=True))
+
     def kill(self) -> None:
+        """SIGKILL the stage and its workers (stopped ones too: SIGKILL needs no SIGCONT)."""
         if self.process.is_alive():
-            self.process.kill()
+            _signal_tree(self.pid, signal.SIGKILL)
         self.process.join()
+        self._ended()
 
     def wait(self, timeout: float | None = None) -> StageOutcome:
-        """Block until the stage ends (killing it after `timeout`) and return its outcome."""
+        """Block until the stage ends (killing it once it has run `timeout` seconds, paused
+        time not counted) and return its outcome."""
         limit = timeout if timeout is not None else self.request.timeout_s
-        self.process.join(limit)
+        if limit is None:
+            self.process.join()
+        else:
+            while True:
+                left = self.started + limit + self.paused_s() - time.time()
+                if left <= 0 and not self.paused:
+                    break
+                self.process.join(min(max(left, 0.05), 0.5))
+                if not self.process.is_alive():
+                    break
         if self.process.is_alive():
             self.kill()
             return self._failed("timeout", f"stage exceeded its timeout of {limit:g} s")
+        self._ended()
         return self.outcome()
+
+    def _ended(self) -> None:
+        """The process is gone: a pause that raced its exit ends here."""
+        with self._lock:
+            if self.paused:
+                self.resumed_at.append(time.time())
 
     def outcome(self) -> StageOutcome:
         try:
@@ -150,13 +227,16 @@ class StageProcess:
             return self._failed("crashed", f"stage process died ({how}) without a result")
         finally:
             Path(self.outcome_path).unlink(missing_ok=True)
-        return StageOutcome.from_dict(data)
+        outcome = StageOutcome.from_dict(data)
+        outcome.paused_at, outcome.resumed_at = list(self.paused_at), list(self.resumed_at)
+        return outcome
 
     def _failed(self, status: str, message: str) -> StageOutcome:
         Path(self.outcome_path).unlink(missing_ok=True)
         return StageOutcome(self.request.stage, status, error=message, pid=self.pid,
                             started=self.started, finished=time.time(),
-                            cores=list(self.request.cores or []))
+                            cores=list(self.request.cores or []),
+                            paused_at=list(self.paused_at), resumed_at=list(self.resumed_at))
 
 
 def skip_main_reimport() -> None:

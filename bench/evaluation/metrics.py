@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from client.timeline import running_windows, window
+
 Interval = tuple[float, float]
 
 
@@ -32,12 +34,14 @@ def _overlap(interval: Interval, others: list[Interval]) -> float:
 
 
 def contended_profile_fraction(spans: list[dict[str, Any]]) -> float:
-    """Share of profiling time during which any other stage ran on the machine."""
-    profiles = [(i, _span(r)) for i, r in enumerate(spans) if r["stage"] == "profile"]
+    """Share of profiling time (the profile process's own window) during which another stage
+    ran on the machine (a paused stage does not run)."""
+    profiles = [(i, window(r)) for i, r in enumerate(spans) if r["stage"] == "profile"]
     total = sum(b - a for _, (a, b) in profiles)
     if total <= 0:
         return 0.0
-    contended = sum(_overlap(iv, [_span(r) for j, r in enumerate(spans) if j != i])
+    contended = sum(_overlap(iv, [w for j, r in enumerate(spans) if j != i
+                                  for w in running_windows(r)])
                     for i, iv in profiles)
     return contended / total
 

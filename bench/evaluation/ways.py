@@ -31,10 +31,11 @@ class BenchJob:
     model: str
     trials: int
     batch: int
+    seed: int = 0
 
     def spec(self, target: dict[str, Any]) -> JobSpec:
         return JobSpec(name=self.name, target=target, trials=self.trials, batch_size=self.batch,
-                       model=f"zoo:{self.model}")
+                       model=f"zoo:{self.model}", seed=self.seed)
 
 
 @dataclass
@@ -175,7 +176,8 @@ def run_tunesched(jobs: list[BenchJob], root: Path, target: dict[str, Any], core
             with CpuMeter(cores) as meter:
                 started = time.time()
                 infos = [client.submit(f"zoo:{j.model}", json.dumps(target), j.trials,
-                                       name=j.name, batch_size=j.batch) for j in jobs]
+                                       name=j.name, batch_size=j.batch, seed=j.seed)
+                         for j in jobs]
                 while True:
                     states = [client.get(i.job_id) for i in infos]
                     if on_poll:

@@ -18,7 +18,9 @@ __all__ = [
     "JobRejected",
     "JobStateChanged",
     "MoveJob",
+    "PauseLease",
     "ResultRejected",
+    "ResumeLease",
     "RevokeLease",
     "StartStage",
     "command_from_dict",
@@ -49,6 +51,28 @@ class RevokeLease:
     lease_id: str
     runner_id: str
     reason: str
+    cause: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PauseLease:
+    """Stop (SIGSTOP) the stage under `lease_id` on `runner_id` until ResumeLease: a
+    host-exclusive profile needs the host. Sent before that profile's StartStage."""
+
+    lease_id: str
+    epoch: int
+    runner_id: str
+    reason: str
+    cause: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeLease:
+    """Continue (SIGCONT) the stage under `lease_id` on `runner_id`: the profile has ended."""
+
+    lease_id: str
+    epoch: int
+    runner_id: str
     cause: str = ""
 
 
@@ -95,11 +119,13 @@ class JobRejected:
     cause: str = ""
 
 
-Command = StartStage | RevokeLease | JobStateChanged | MoveJob | ResultRejected | JobRejected
+Command = (StartStage | RevokeLease | PauseLease | ResumeLease | JobStateChanged | MoveJob
+           | ResultRejected | JobRejected)
 
 COMMAND_TYPES: Mapping[str, type] = {
     cls.__name__: cls
-    for cls in (StartStage, RevokeLease, JobStateChanged, MoveJob, ResultRejected, JobRejected)
+    for cls in (StartStage, RevokeLease, PauseLease, ResumeLease, JobStateChanged, MoveJob,
+                ResultRejected, JobRejected)
 }
 
 

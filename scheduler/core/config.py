@@ -21,6 +21,8 @@ class SchedulerConfig:
     max_stage_retries: a failed stage is retried this many times, then its job fails.
     foreign_load_threshold: no profile lease on a host whose foreign load is above this.
     cpu_profile_exclusivity: "host" (an llvm profile owns the whole host) or "cores".
+    pause_for_profile: a host-exclusive profile does not wait for the host's CPU stages to end:
+        they are paused (SIGSTOP) while it runs and resumed after. False: it waits (drains).
     jobs_per_host: cap on jobs placed on one host at once; None lets the policy choose.
     aging_per_s: priority levels a waiting job or stage gains per second (no starvation).
     fair_share_weight: priority levels a user loses per unit of excess share of leased
@@ -36,6 +38,7 @@ class SchedulerConfig:
     max_stage_retries: int = 2
     foreign_load_threshold: float = 0.25
     cpu_profile_exclusivity: str = "host"
+    pause_for_profile: bool = True
     jobs_per_host: int | None = None
     aging_per_s: float = 1.0 / 300.0
     fair_share_weight: float = 1.0

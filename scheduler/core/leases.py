@@ -56,11 +56,41 @@ class Lease:
     expiry: float | None
     state: LeaseState = LeaseState.ACTIVE
     history: tuple[HistoryEntry, ...] = ()
+    paused_since: float | None = None  # paused (SIGSTOP) while a host-exclusive profile runs
+    paused_s: float = 0.0  # total time paused before `paused_since`
 
     @property
     def live(self) -> bool:
         """True while the lease is active."""
         return self.state is LeaseState.ACTIVE
+
+    @property
+    def paused(self) -> bool:
+        """True while the stage under this lease is stopped for a host-exclusive profile: its
+        cores are lent to the profile; its memory (and any GPUs) stay held."""
+        return self.paused_since is not None
+
+    @property
+    def held_cores(self) -> tuple[int, ...]:
+        """The cores this lease holds now: none while paused."""
+        return () if self.paused_since is not None else self.core_ids
+
+    def running_s(self, now: float) -> float:
+        """Seconds since the grant that the stage was not paused."""
+        paused = self.paused_s + (now - self.paused_since if self.paused_since is not None
+                                  else 0.0)
+        return max(0.0, now - self.start - paused)
+
+    def pause(self, now: float) -> Lease:
+        """The lease paused from `now`."""
+        return replace(self, paused_since=now)
+
+    def resume(self, now: float) -> Lease:
+        """The lease running again from `now`."""
+        if self.paused_since is None:
+            return self
+        return replace(self, paused_since=None,
+                       paused_s=self.paused_s + max(0.0, now - self.paused_since))
 
     def transition(self, new: LeaseState, now: float, reason: str) -> Lease:
         """The lease after moving to `new`; raises InvalidTransition for an edge not allowed."""
@@ -81,6 +111,7 @@ class Lease:
             "memory_mb": self.memory_mb, "exclusive": str(self.exclusive), "start": self.start,
             "expiry": self.expiry, "state": str(self.state),
             "history": [list(h) for h in self.history],
+            "paused_since": self.paused_since, "paused_s": self.paused_s,
         }
 
     @classmethod
@@ -93,4 +124,5 @@ class Lease:
             memory_mb=int(data["memory_mb"]), exclusive=Exclusivity(data["exclusive"]),
             start=data["start"], expiry=data["expiry"], state=LeaseState(data["state"]),
             history=tuple(tuple(h) for h in data.get("history", ())),
+            paused_since=data.get("paused_since"), paused_s=float(data.get("paused_s", 0.0)),
         )

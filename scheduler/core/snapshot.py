@@ -117,7 +117,7 @@ def _restore_lease(state: SchedulerState, lease: Lease) -> None:
     state.leases[lease.lease_id] = lease
     host = state.hosts[lease.host_id]
     host.leases[lease.lease_id] = None
-    host.take(lease.core_ids, lease.gpu_ids, lease.memory_mb)
+    host.take(lease.held_cores, lease.gpu_ids, lease.memory_mb)
     state.runners[lease.holder].leases[lease.lease_id] = None
     if lease.exclusive is Exclusivity.HOST:
         host.exclusive_lease = lease.lease_id

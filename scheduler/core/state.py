@@ -19,7 +19,9 @@ from .commands import (
     JobRejected,
     JobStateChanged,
     MoveJob,
+    PauseLease,
     ResultRejected,
+    ResumeLease,
     RevokeLease,
     StartStage,
 )
@@ -78,6 +80,7 @@ class SchedulerState:
         self._expiry: list[tuple[float, int, str]] = []
         self._room: dict[str, list[tuple[int, int, str]]] = {}
         self._dirty: dict[str, None] = {}
+        self._resumed = False  # some ResumeLease went out in this handle() call
         self._cause = ""
         self._handlers: dict[type, Callable[[Any, float, list[Command]], None]] = {
             RunnerRegistered: self._on_runner_registered,
@@ -101,12 +104,25 @@ class SchedulerState:
         now = max(now, self.now)  # the core's clock never runs backwards
         self.now = now
         self._cause = event.cause
+        self._resumed = False
         commands: list[Command] = []
         self._expire_due(now, commands)
         handler(event, now, commands)
         self._schedule(now, commands)
         self.events_handled += 1
-        return commands
+        return _coalesce_pauses(commands) if self._resumed else commands
+
+    def can_pause_host(self, host: Host) -> bool:
+        """True if a host-exclusive profile may start on `host` now by pausing every lease
+        there: pausing is on, the policy controls resources, and no lease on the host is a
+        profile (a measurement is never paused) or paused already."""
+        if not (self.config.pause_for_profile and self.policy.controls_resources):
+            return False
+        for lease_id in host.leases:
+            lease = self.leases[lease_id]
+            if lease.paused or self.jobs[lease.job_id].stage.kind is StageKind.PROFILE:
+                return False
+        return True
 
     def score(self, job: Job, since: float, now: float) -> float:
         """Priority + aging since `since` - fair-share excess of the job's user."""
@@ -295,13 +311,13 @@ class SchedulerState:
         lease = self._accept(ev, out)
         if lease is None:
             return
-        self._release(lease, LeaseState.RELEASED, now, "stage finished")
+        self._release(lease, LeaseState.RELEASED, now, "stage finished", out)
         job = self.jobs[lease.job_id]
         stage = job.stage
         stage.transition(StageState.FINISHED, now, "finished")
         kind = stage.kind
         cores = len(lease.core_ids)
-        duration = now - lease.start
+        duration = lease.running_s(now)
         self.estimates.observe(job, kind,
                                duration if kind is StageKind.PROFILE else duration * cores)
         following = next_stage_kind(job, kind, ev.result)
@@ -320,7 +336,7 @@ class SchedulerState:
         lease = self._accept(ev, out)
         if lease is None:
             return
-        self._release(lease, LeaseState.RELEASED, now, "stage failed")
+        self._release(lease, LeaseState.RELEASED, now, "stage failed", out)
         job = self.jobs[lease.job_id]
         stage = job.stage
         stage.transition(StageState.FAILED, now, ev.error or "failed")
@@ -365,7 +381,7 @@ class SchedulerState:
     def _kill_lease(self, lease: Lease, new: LeaseState, now: float, reason: str,
                     out: list[Command], requeue: bool = True) -> None:
         """Revoke or expire a live lease; its stage is revoked and, if `requeue`, retried."""
-        self._release(lease, new, now, reason)
+        self._release(lease, new, now, reason, out)
         out.append(RevokeLease(lease.lease_id, lease.holder, reason, self._cause))
         job = self.jobs[lease.job_id]
         stage = job.stage
@@ -374,7 +390,8 @@ class SchedulerState:
             job.new_stage(stage.kind, stage.round, stage.attempt, now)
             self._stage_ready(job)
 
-    def _release(self, lease: Lease, new: LeaseState, now: float, reason: str) -> None:
+    def _release(self, lease: Lease, new: LeaseState, now: float, reason: str,
+                 out: list[Command]) -> None:
         if (lease.state, new) not in LEASE_TRANSITIONS:
             check_transition(LEASE_TRANSITIONS, "lease", lease.lease_id, lease.state, new,
                              lease.history)
@@ -382,22 +399,49 @@ class SchedulerState:
         del self.leases[lease_id]
         host = self.hosts[lease.host_id]
         del host.leases[lease_id]
-        host.give_back(lease.core_ids, lease.gpu_ids, lease.memory_mb)
+        host.give_back(lease.held_cores, lease.gpu_ids, lease.memory_mb)
         if host.exclusive_lease == lease_id:
             host.exclusive_lease = None
+            self._resume_host(host, now, out)
         runner = self.runners.get(lease.holder)
         if runner is not None:
             runner.leases.pop(lease_id, None)
         weight = len(lease.core_ids) + self.config.gpu_core_weight * len(lease.gpu_ids)
-        self.fair.charge(self.jobs[lease.job_id].spec.user, weight * (now - lease.start))
+        self.fair.charge(self.jobs[lease.job_id].spec.user, weight * lease.running_s(now))
         self._dirty[host.host_id] = None
         logger.debug("lease %s %s: %s", lease_id, new, reason)
+
+    def _pause_host(self, host: Host, job: Job, now: float, out: list[Command]) -> None:
+        """Pause every lease on `host` for `job`'s host-exclusive profile: their cores go back
+        to the host (the profile takes them); PauseLease goes out before the StartStage."""
+        if not self.can_pause_host(host):
+            raise SchedulerError(f"policy {self.policy.name} placed a host-exclusive profile "
+                                 f"on {host.host_id}, whose leases cannot be paused")
+        reason = f"host-exclusive profile of {job.job_id}"
+        for lease_id in host.leases:
+            lease = self.leases[lease_id]
+            host.give_back(lease.core_ids, (), 0)
+            self.leases[lease_id] = lease.pause(now)
+            out.append(PauseLease(lease_id, lease.epoch, lease.holder, reason, self._cause))
+
+    def _resume_host(self, host: Host, now: float, out: list[Command]) -> None:
+        """The host-exclusive lease ended: every paused lease on `host` takes its cores back
+        and runs on."""
+        for lease_id in host.leases:
+            lease = self.leases[lease_id]
+            if lease.paused:
+                host.take(lease.core_ids, (), 0)
+                self.leases[lease_id] = lease.resume(now)
+                out.append(ResumeLease(lease_id, lease.epoch, lease.holder, self._cause))
+                self._resumed = True
 
     def _grant(self, p: Placement, now: float, out: list[Command]) -> None:
         job = self.jobs[p.job_id]
         stage = job.stage
         host = self.hosts[job.host_id]
         runner = host.runners[p.runner_id]
+        if p.exclusive is Exclusivity.HOST and host.leases:
+            self._pause_host(host, job, now, out)
         if self.policy.controls_resources and not (
                 host.free_cores.issuperset(p.core_ids) and host.free_gpus.issuperset(p.gpu_ids)):
             raise SchedulerError(f"policy {self.policy.name} placed {p} on busy resources")
@@ -486,3 +530,16 @@ class SchedulerState:
             if host.ready and host.runners:
                 for placement in self.policy.plan_host(self, host, now):
                     self._grant(placement, now, out)
+
+
+def _coalesce_pauses(commands: list[Command]) -> list[Command]:
+    """Drop a ResumeLease and the PauseLease of the same lease that follows it in one batch:
+    one profile ended and the next took the host, so the stage just stays paused."""
+    resumed: dict[str, int] = {}
+    drop: set[int] = set()
+    for i, command in enumerate(commands):
+        if isinstance(command, ResumeLease):
+            resumed[command.lease_id] = i
+        elif isinstance(command, PauseLease) and command.lease_id in resumed:
+            drop.update((resumed.pop(command.lease_id), i))
+    return [c for i, c in enumerate(commands) if i not in drop] if drop else commands

@@ -66,7 +66,7 @@ def _check_hosts(state: SchedulerState, problems: list[str]) -> None:
         mine = [state.leases[i] for i in host.leases if i in state.leases]
         if len(mine) != len(host.leases):
             problems.append(f"{where} indexes dead leases")
-        cores = Counter(c for lease in mine for c in lease.core_ids)
+        cores = Counter(c for lease in mine for c in lease.held_cores)
         gpus = Counter(g for lease in mine for g in lease.gpu_ids)
         if dict(cores) != host.core_use or dict(gpus) != host.gpu_use:
             problems.append(f"{where} use counts do not match its leases")
@@ -83,9 +83,12 @@ def _check_hosts(state: SchedulerState, problems: list[str]) -> None:
             twice = [c for c, n in cores.items() if n > 1] + [g for g, n in gpus.items() if n > 1]
             if twice:
                 problems.append(f"{where} has cores/GPUs leased twice: {twice}")
-            if exclusive and len(mine) > 1:
+            running = [lease for lease in mine if not lease.paused]
+            if exclusive and len(running) > 1:
                 problems.append(f"{where} host-exclusive lease {exclusive[0].lease_id} "
                                 f"is not alone")
+        if not exclusive and any(lease.paused for lease in mine):
+            problems.append(f"{where} has paused leases but no host-exclusive lease")
             if host.used_memory_mb > host.memory_mb:
                 problems.append(f"{where} memory overcommitted")
         on_host = {j.job_id for j in state.jobs.values() if j.host_id == host.host_id}

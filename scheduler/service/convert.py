@@ -9,7 +9,7 @@ import tarfile
 from typing import Any
 
 from proto import tunesched_pb2 as pb
-from scheduler.core import RevokeLease, StartStage
+from scheduler.core import PauseLease, ResumeLease, RevokeLease, StartStage
 from scheduler.service.records import JobRecord
 
 
@@ -27,6 +27,15 @@ def start_message(cmd: StartStage, state_version: int, timeout_s: float) -> pb.S
 def revoke_message(cmd: RevokeLease, epoch: int) -> pb.SchedulerMessage:
     return pb.SchedulerMessage(revoke=pb.RevokeLease(lease_id=cmd.lease_id, epoch=epoch,
                                                      reason=cmd.reason))
+
+
+def pause_message(cmd: PauseLease) -> pb.SchedulerMessage:
+    return pb.SchedulerMessage(pause=pb.PauseLease(lease_id=cmd.lease_id, epoch=cmd.epoch,
+                                                   reason=cmd.reason))
+
+
+def resume_message(cmd: ResumeLease) -> pb.SchedulerMessage:
+    return pb.SchedulerMessage(resume=pb.ResumeLease(lease_id=cmd.lease_id, epoch=cmd.epoch))
 
 
 def job_info(r: JobRecord) -> pb.JobInfo:
@@ -85,7 +94,8 @@ def result_dict(msg: pb.StageResult) -> dict[str, Any]:
             "stage_id": msg.stage_id, "stage": msg.stage, "ok": ok,
             "result": result, "error": error,
             "started": msg.started, "finished": msg.finished, "pid": msg.pid,
-            "cores": list(msg.cores)}
+            "cores": list(msg.cores), "paused_at": list(msg.paused_at),
+            "resumed_at": list(msg.resumed_at)}
 
 
 def register_dict(msg: pb.Register) -> dict[str, Any]:

@@ -25,7 +25,9 @@ from scheduler.core import (
     JobStateChanged,
     JobSubmitted,
     MoveJob,
+    PauseLease,
     ResultRejected,
+    ResumeLease,
     RevokeLease,
     RunnerLost,
     RunnerRegistered,
@@ -41,6 +43,7 @@ from scheduler.core.events import event_to_dict
 from scheduler.service.auth import Auth
 from scheduler.service.blobs import BlobStore
 from scheduler.service.errors import FailedPrecondition, InvalidRequest, NotFound
+from scheduler.service.gate import PauseGate
 from scheduler.service.records import MAX_MODEL_BYTES, JobRecord
 from scheduler.service.store import Store
 
@@ -83,6 +86,7 @@ class DaemonConfig:
     cpu_profile_exclusivity: str = "host"
     jobs_per_host: int | None = None  # None: the policy's default (see Policy.max_jobs_on_host)
     foreign_load_threshold: float = 0.25  # no profile on a host busier than this with others
+    pause_for_profile: bool = True  # pause a host's CPU stages for its host-exclusive profile
     stage_timeouts_s: dict[str, float] = field(default_factory=lambda: dict(STAGE_TIMEOUTS_S))
     max_model_bytes: int = MAX_MODEL_BYTES  # an uploaded model over this: RESOURCE_EXHAUSTED
     auth: Auth = field(default_factory=Auth)
@@ -125,10 +129,12 @@ class Daemon:
             max_stage_retries=config.max_stage_retries,
             cpu_profile_exclusivity=config.cpu_profile_exclusivity,
             foreign_load_threshold=config.foreign_load_threshold,
+            pause_for_profile=config.pause_for_profile,
             jobs_per_host=config.jobs_per_host))
         self.jobs: dict[str, JobRecord] = {}
         self.leases: dict[str, dict[str, Any]] = {}
         self.links: dict[str, RunnerLink] = {}
+        self.gate = PauseGate()
         self.watchers: dict[str, list[queue.Queue]] = {}
         self._events_since_snapshot = 0
         self._stop = threading.Event()
@@ -207,6 +213,9 @@ class Daemon:
                     link.connected = False
                     link.outbox.put(None)
                 self._handle(RunnerLost(runner_id, cause="heartbeat-timeout"))
+            for profile, silent in self.gate.overdue(now):
+                log.warning("no Paused from the runners of %s within %.0f s: starting profile "
+                            "lease %s anyway", sorted(silent), self.gate.timeout_s, profile)
             self._handle(Tick(cause="clock"))
 
     # ------------------------------------------------------------------ the core
@@ -256,6 +265,12 @@ class Daemon:
                     rec.update(ended_at=now, outcome="expired" if "expired" in cmd.reason
                                else "revoked", reason=cmd.reason)
                     leases.add(cmd.lease_id)
+            elif isinstance(cmd, (PauseLease, ResumeLease)):
+                rec = self.leases.get(cmd.lease_id)
+                if rec is not None:
+                    key = "paused_at" if isinstance(cmd, PauseLease) else "resumed_at"
+                    rec[key] = [*rec.get(key, []), now]
+                    leases.add(cmd.lease_id)
             elif isinstance(cmd, JobStateChanged):
                 record = self.jobs.get(cmd.job_id)
                 if record is not None:
@@ -295,7 +310,7 @@ class Daemon:
             "gpus": list(lease.gpu_ids), "exclusive": str(lease.exclusive) != "none",
             "exclusivity": str(lease.exclusive), "granted_at": lease.start, "ended_at": 0.0,
             "outcome": "live", "reason": "", "child_started": 0.0, "child_finished": 0.0,
-            "child_pid": 0, "child_cores": []}
+            "child_pid": 0, "child_cores": [], "paused_at": [], "resumed_at": []}
         leases.add(lease.lease_id)
         record = self.jobs.get(cmd.job_id)
         if record is not None:
@@ -332,21 +347,47 @@ class Daemon:
     def _dispatch(self, commands: list[Command]) -> None:
         from scheduler.service import convert
 
+        paused: set[str] = set()  # paused in this batch, on a connected runner: to confirm
         for cmd in commands:
             if isinstance(cmd, StartStage):
-                link = self.links.get(cmd.runner_id)
                 record = self.jobs[cmd.job_id]
                 timeout = self.config.stage_timeouts_s.get(cmd.kind, 3600.0)
-                if link is not None and link.connected:
-                    link.outbox.put(convert.start_message(cmd, record.state_version, timeout))
+                message = convert.start_message(cmd, record.state_version, timeout)
+                if paused and str(cmd.lease.exclusive) == "host":
+                    self.gate.hold(cmd.lease.lease_id, paused, self.config.clock(),
+                                   lambda r=cmd.runner_id, m=message, c=cmd: self._send(r, m, c))
+                    paused = set()
                 else:
-                    log.warning("runner %s is not connected; lease %s will expire",
-                                cmd.runner_id, cmd.lease.lease_id)
+                    self._send(cmd.runner_id, message, cmd)
             elif isinstance(cmd, RevokeLease):
-                link = self.links.get(cmd.runner_id)
-                if link is not None and link.connected:
-                    rec = self.leases.get(cmd.lease_id, {})
-                    link.outbox.put(convert.revoke_message(cmd, int(rec.get("epoch", 0))))
+                self.gate.stopped(cmd.lease_id)  # a paused stage that is killed is stopped
+                self.gate.drop(cmd.lease_id)  # a held profile that is revoked never starts
+                rec = self.leases.get(cmd.lease_id, {})
+                self._send(cmd.runner_id,
+                           convert.revoke_message(cmd, int(rec.get("epoch", 0))), None)
+            elif isinstance(cmd, PauseLease):
+                if self._send(cmd.runner_id, convert.pause_message(cmd), None):
+                    paused.add(cmd.lease_id)
+            elif isinstance(cmd, ResumeLease):
+                self._send(cmd.runner_id, convert.resume_message(cmd), None)
+
+    def _send(self, runner_id: str, message: Any, start: StartStage | None) -> bool:
+        """Queue `message` for the runner; False if it is not connected (a start then waits
+        for its lease to expire; a runner that is gone has nothing to pause or revoke)."""
+        link = self.links.get(runner_id)
+        if link is not None and link.connected:
+            link.outbox.put(message)
+            return True
+        if start is not None:
+            log.warning("runner %s is not connected; lease %s will expire", runner_id,
+                        start.lease.lease_id)
+        return False
+
+    def runner_paused(self, link: RunnerLink, lease_id: str) -> None:
+        """The runner confirms the stage under `lease_id` is stopped (or not running there)."""
+        with self.lock:
+            link.last_seen = self.config.clock()
+            self.gate.stopped(lease_id)
 
     # ------------------------------------------------------------------ watchers
     def _notify(self, job_id: str, now: float) -> None:
@@ -484,10 +525,15 @@ class Daemon:
             return
         with self.lock:
             link.last_seen = self.config.clock()
+            self.gate.stopped(result["lease_id"])  # it ended: nothing left to stop
             rec = self.leases.get(result["lease_id"])
             if rec is not None and result.get("started") and self._fenced_in(result):
                 rec.update(child_started=result["started"], child_finished=result["finished"],
                            child_pid=result.get("pid", 0), child_cores=result.get("cores", []))
+                # what the runner did beats what we asked: a stage that ended before its
+                # PauseLease arrived was never paused
+                rec.update(paused_at=result.get("paused_at", []),
+                           resumed_at=result.get("resumed_at", []))
             if result["ok"]:
                 event: Any = StageFinished(result["lease_id"], result["epoch"], result["job_id"],
                                            result["stage_id"], result["result"],

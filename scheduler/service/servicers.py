@@ -231,6 +231,8 @@ class RunnerChannelServicer(pb_grpc.RunnerChannelServicer):
                                                        for u in hb.gpu_util))
                 elif kind == "result":
                     self.daemon.runner_result(link, convert.result_dict(msg.result))
+                elif kind == "paused":
+                    self.daemon.runner_paused(link, msg.paused.lease_id)
         except grpc.RpcError:
             pass
         except Exception:

@@ -13,7 +13,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 
-from ..core.commands import JobStateChanged, MoveJob, ResultRejected, RevokeLease, StartStage
+from ..core.commands import (
+    JobStateChanged,
+    MoveJob,
+    PauseLease,
+    ResultRejected,
+    ResumeLease,
+    RevokeLease,
+    StartStage,
+)
 from ..core.demands import StageKind
 from ..core.events import (
     Event,
@@ -146,6 +154,7 @@ class Simulator:
                        for rid, cores, gpus in h.runner_offers()}
         self.dead: set[str] = set()
         self.runs: dict[str, _Run] = {}
+        self.paused: dict[str, _Run] = {}  # stopped for a host-exclusive profile
         self.now = 0.0
         self.finished_at: dict[str, float] = {}
         self.outcomes: dict[str, str] = {}
@@ -271,6 +280,14 @@ class Simulator:
             run = self.runs.get(command.lease_id)
             if run is not None:
                 self._stop(run)
+        elif isinstance(command, PauseLease):
+            run = self.runs.get(command.lease_id)
+            if run is not None and command.lease_id not in self.paused:
+                self._pause(run)
+        elif isinstance(command, ResumeLease):
+            run = self.paused.get(command.lease_id)
+            if run is not None:
+                self._resume(run)
         elif isinstance(command, JobStateChanged):
             if command.new in _TERMINAL:
                 self.finished_at[command.job_id] = self.now
@@ -299,7 +316,36 @@ class Simulator:
         self._push(self.now + run.remaining, _DONE, (start.lease.lease_id, 0))
         self._reflow(host)
 
+    def _pause(self, run: _Run) -> None:
+        """Freeze `run` (SIGSTOP): its progress so far is kept, it loads nothing."""
+        host = run.host
+        self._reflow(host)
+        lease_id = run.start.lease.lease_id
+        run.remaining -= (self.now - run.last) * run.rate
+        run.last = self.now
+        run.version += 1  # its pending completion is void
+        del host.runs[lease_id]
+        self.paused[lease_id] = run
+        self._account(host, run, -1)
+        self._reflow(host)
+
+    def _resume(self, run: _Run) -> None:
+        host = run.host
+        self._reflow(host)
+        lease_id = run.start.lease.lease_id
+        del self.paused[lease_id]
+        host.runs[lease_id] = run
+        self._account(host, run, +1)
+        run.last, run.rate = self.now, 1.0 / host.slowdown(run)
+        run.version += 1
+        self._push(self.now + max(run.remaining, 0.0) / run.rate, _DONE, (lease_id, run.version))
+        self._reflow(host)
+
     def _stop(self, run: _Run) -> None:
+        lease_id = run.start.lease.lease_id
+        if self.paused.pop(lease_id, None) is not None:
+            del self.runs[lease_id]
+            return
         host = run.host
         self._reflow(host)
         del self.runs[run.start.lease.lease_id]

@@ -17,16 +17,21 @@ from sched_helpers import (
 )
 
 from scheduler.core import (
+    Command,
     HeartbeatReceived,
     JobCancelled,
     JobRejected,
     JobStateChanged,
     LeaseExpired,
     MoveJob,
+    PauseLease,
     ResultRejected,
+    ResumeLease,
     RevokeLease,
     RunnerLost,
+    SchedulerState,
     StageFinished,
+    StartStage,
     Tick,
 )
 from scheduler.core.demands import Exclusivity
@@ -149,7 +154,7 @@ def test_waiting_host_profile_drains_the_host() -> None:
 
 
 def test_host_profile_waits_for_running_lease_and_blocks_newcomers() -> None:
-    s = make_state(jobs_per_host=3)
+    s = make_state(jobs_per_host=3, pause_for_profile=False)
     feed(s, llvm_runner(cores=4), 0.0)
     e1 = starts(feed(s, submit("j1", trials=32), 0.0))[0]
     e2 = starts(feed(s, submit("j2", trials=32), 0.0))[0]
@@ -164,6 +169,92 @@ def test_host_profile_waits_for_running_lease_and_blocks_newcomers() -> None:
     out = feed(s, finished(e2), 4.0)
     assert out == [start_cmd(5, "r1", "h1", "j1", 4, "profile", 0, ALL4, 1024, 4.0,
                              exclusive=HOST)]
+
+
+def _pause_setup() -> tuple[SchedulerState, StartStage, StartStage, list[Command]]:
+    """Two jobs on a 4-core host with one-core searches: j1's build ends while j2's search
+    runs. Returns (state, j1's profile, j2's search, that command batch)."""
+    s = make_state(demand_overrides={"llvm": {"search": {"max_cores": 1}}})
+    feed(s, llvm_runner(cores=4), 0.0)
+    e1 = starts(feed(s, submit("j1", trials=32), 0.0))[0]
+    e2 = starts(feed(s, submit("j2", trials=32), 0.0))[0]
+    s1 = starts(feed(s, finished(e1), 1.0))[0]
+    s2 = starts(feed(s, finished(e2), 2.0))[0]
+    assert (s2.kind, s2.lease.core_ids) == ("search", (1,))
+    b1 = starts(feed(s, finished(s1), 3.0))[0]
+    assert (b1.kind, b1.lease.core_ids) == ("build", (0, 2, 3))
+    out = feed(s, finished(b1), 4.0)
+    return s, starts(out)[0], s2, out
+
+
+def test_host_profile_pauses_running_cpu_stages_and_resumes_them_after() -> None:
+    s, start, s2, out = _pause_setup()
+    now = s.now
+    # the other job's stage is paused first, then the profile takes every core at once
+    assert out[0] == PauseLease(s2.lease.lease_id, s2.lease.epoch, "r1",
+                                f"host-exclusive profile of {start.job_id}")
+    assert out[-1] is start
+    assert (start.kind, start.lease.core_ids, start.lease.exclusive) == ("profile", ALL4, HOST)
+    assert s.leases[s2.lease.lease_id].paused
+    ran = s.leases[s2.lease.lease_id].running_s(now)
+    # nothing else starts on the host while the profile runs
+    assert feed(s, submit("j3", trials=32), now + 0.5) == [
+        changed("j3", "", "queued", "submitted")]
+    out = feed(s, finished(start, PROFILE_RESULT), now + 2.0)
+    assert out[0] == ResumeLease(s2.lease.lease_id, s2.lease.epoch, "r1")
+    assert not s.leases[s2.lease.lease_id].paused
+    # the paused 2 s are not counted as run time
+    assert s.leases[s2.lease.lease_id].running_s(now + 3.0) == pytest.approx(ran + 1.0)
+
+
+def test_a_result_that_crosses_the_pause_is_accepted_and_waits_for_the_host() -> None:
+    s, profile, s2, _ = _pause_setup()
+    now = s.now
+    # the paused stage's result was already on its way: its lease is live, so it counts; the
+    # job's next stage waits until the profile ends
+    assert starts(feed(s, finished(s2), now + 0.1)) == []
+    out = feed(s, finished(profile, PROFILE_RESULT), now + 1.0)
+    assert not any(isinstance(c, (PauseLease, ResumeLease)) for c in out)
+    assert ("j2", "build") in {(c.job_id, c.kind) for c in starts(out)}
+
+
+def test_back_to_back_profiles_keep_the_stage_paused_without_a_resume() -> None:
+    one_core = {"max_cores": 1}
+    s = make_state(jobs_per_host=3,
+                   demand_overrides={"llvm": {"search": one_core, "build": one_core}})
+    feed(s, llvm_runner(cores=4), 0.0)
+    e = {j: starts(feed(s, submit(j, trials=32), 0.0))[0] for j in ("j1", "j2", "j3")}
+    srch = {j: starts(feed(s, finished(e[j]), 1.0 + i))[0] for i, j in enumerate(e)}
+    (b1,) = starts(feed(s, finished(srch["j1"]), 4.0))
+    (b2,) = starts(feed(s, finished(srch["j2"]), 4.5))
+    out = feed(s, finished(b1), 5.0)  # j1's profile pauses j3's search and j2's build
+    p1 = starts(out)[0]
+    assert [c.lease_id for c in out if isinstance(c, PauseLease)] == [
+        srch["j3"].lease.lease_id, b2.lease.lease_id]
+    assert feed(s, finished(b2), 5.1) == []  # j2's build result crossed the pause
+    # j1's profile ends with j2's ready: j2's profile takes the host, j3 stays stopped
+    out = feed(s, finished(p1, PROFILE_RESULT), 6.0)
+    assert [(c.job_id, c.kind) for c in out] == [("j2", "profile")]
+    assert s.leases[srch["j3"].lease.lease_id].paused
+
+
+def test_revoking_a_paused_lease_frees_nothing_twice() -> None:
+    s, _, s2, out = _pause_setup()
+    out = feed(s, JobCancelled("j2"), 3.5)
+    assert RevokeLease(s2.lease.lease_id, "r1", "job cancelled") in out
+    assert s2.lease.lease_id not in s.leases  # validate_state in feed() checks the counts
+
+
+def test_pausing_off_or_a_cores_profile_never_pauses() -> None:
+    for config in ({"pause_for_profile": False}, {"cpu_profile_exclusivity": "cores"}):
+        s = make_state(jobs_per_host=3, **config)
+        feed(s, llvm_runner(cores=4), 0.0)
+        out = [c for j in ("j1", "j2", "j3") for c in feed(s, submit(j, trials=32), 0.0)]
+        for t in range(1, 40):
+            runs = [c for c in out if isinstance(c, StartStage)]
+            out = [c for r in runs for c in feed(s, finished(
+                r, PROFILE_RESULT if r.kind == "profile" else None), float(t))]
+            assert not any(isinstance(c, (PauseLease, ResumeLease)) for c in out)
 
 
 def test_cuda_profile_owns_its_gpu_and_one_core_beside_cpu_stages() -> None:
@@ -390,7 +481,7 @@ def test_shared_oversubscribes_and_profiles_are_not_exclusive() -> None:
 def test_backfill_while_a_host_profile_waits(policy: str) -> None:
     """Stages finish exactly at their prior expected times, so estimates stay at the priors
     (llvm: extract 0.2, search 12, build 7.5 core-seconds) except where noted."""
-    s = make_state(policy, jobs_per_host=4)
+    s = make_state(policy, jobs_per_host=4, pause_for_profile=False)
     feed(s, llvm_runner(cores=4), 0.0)
     e = [starts(feed(s, submit(j, trials=32), 0.0))[0] for j in ("j1", "j2", "j3")]
     assert [x.lease.core_ids for x in e] == [(0,), (1,), (2,)]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from client.api import Client
+from client.timeline import running_windows
 from runner.fake import SleepExecutor, SleepStage, fake_agent
 from scheduler.service.daemon import DaemonConfig
 from scheduler.service.server import Service
@@ -27,7 +28,8 @@ SECONDS = {"extract": 0.05, "search": 0.1, "build": 0.1, "profile": 0.15, "learn
 class FakeCluster:
     """An in-process daemon and agents (threads) with SleepExecutors; `stop()` ends all."""
 
-    def __init__(self, tmp: Path, hosts: dict[str, int], seconds: dict | None = None) -> None:
+    def __init__(self, tmp: Path, hosts: dict[str, int],
+                 seconds: dict | Callable[[StageRequest], float] | None = None) -> None:
         self.service = Service(DaemonConfig(tmp / "state" / "s.db"), "127.0.0.1:0").start()
         self.address = self.service.address
         self.stop_event = threading.Event()
@@ -69,6 +71,17 @@ def overlaps(a: dict, b: dict) -> bool:
     return a["granted_at"] < b["ended_at"] and b["granted_at"] < a["ended_at"]
 
 
+def assert_profiles_ran_alone(leases: list[dict]) -> None:
+    """No stage ran on a profile's host while the profile's own process ran."""
+    for p in (x for x in leases if x["stage"] == "profile"):
+        assert p["exclusivity"] == "host"
+        for other in leases:
+            if other is p or other["host_id"] != p["host_id"]:
+                continue
+            for a, b in running_windows(other):
+                assert not (a < p["child_finished"] and p["child_started"] < b), (p, other)
+
+
 def test_jobs_run_through_the_real_daemon_and_agents(cluster: FakeCluster) -> None:
     client = cluster.client
     jobs = [client.submit("zoo:mlp", TARGET, trials=8, batch_size=4, name=f"j{i}").job_id
@@ -86,19 +99,52 @@ def test_jobs_run_through_the_real_daemon_and_agents(cluster: FakeCluster) -> No
         stages = [x["stage"] for x in leases if x["job_id"] == job]
         assert stages == ["extract", *["search", "build", "profile", "learn"] * 2, "compile"]
         assert len({x["host_id"] for x in leases if x["job_id"] == job}) == 1
-    # a profile lease overlaps no other lease on its host (host-exclusive CPU profiling)
-    profiles = [x for x in leases if x["stage"] == "profile"]
-    for p in profiles:
-        assert p["exclusivity"] == "host"
-        for other in leases:
-            if other is not p and other["host_id"] == p["host_id"]:
-                assert not overlaps(p, other), (p, other)
+    # a profile ran alone on its host (host-exclusive CPU profiling; others paused)
+    assert_profiles_ran_alone(leases)
     # each stage ran inside its lease window, on the leased cores (one clock: same process)
     for x in leases:
         assert x["granted_at"] <= x["child_started"] <= x["child_finished"] <= x["ended_at"]
         assert sorted(x["child_cores"]) == sorted(x["cores"])
     # both hosts were used
     assert {x["host_id"] for x in leases} == {"box", "solo"}
+
+
+def _slow_search(request: StageRequest) -> float:
+    """Job "slow" searches for 1 s, everything else takes SECONDS."""
+    slow = request.stage == "search" and JobDir(request.job_dir).spec().name == "slow"
+    return 1.0 if slow else SECONDS[request.stage]
+
+
+def test_a_profile_pauses_the_long_search_beside_it_and_runs_alone(tmp_path: Path) -> None:
+    fake = FakeCluster(tmp_path, {"box": 2}, seconds=_slow_search)
+    try:
+        client = fake.client
+        jobs = [client.submit("zoo:mlp", TARGET, trials=8, batch_size=4, name=name).job_id
+                for name in ("slow", "quick")]
+        wait_for(lambda: all(client.get(j).state == "done" for j in jobs), 30,
+                 "two fake jobs to finish", interval=0.1)
+        leases = client.timeline()
+    finally:
+        fake.stop()
+    assert all(x["outcome"] == "finished" for x in leases), leases
+    paused = [x for x in leases if x["paused_at"]]
+    assert paused, "no stage was ever paused for a profile"
+    for x in paused:
+        assert x["stage"] != "profile"
+        assert len(x["paused_at"]) == len(x["resumed_at"])  # every pause was undone
+        stopped = sum(b - a for a, b in zip(x["paused_at"], x["resumed_at"], strict=True))
+        # the stage did not progress while stopped: its run took its time plus the pauses
+        ran = x["child_finished"] - x["child_started"]
+        slow = x["stage"] == "search" and x["job_id"] == jobs[0]
+        assert ran >= (1.0 if slow else SECONDS[x["stage"]]) + stopped - 0.05, x
+    # the quick job's profiles paused the slow job's searches
+    assert any(x["stage"] == "search" and x["job_id"] == jobs[0] for x in paused)
+    assert_profiles_ran_alone(leases)
+    # and a profile never waited for a search to drain: it started right after its build
+    for p in (x for x in leases if x["stage"] == "profile"):
+        build = next(x for x in leases if (x["job_id"], x["round"], x["stage"])
+                     == (p["job_id"], p["round"], "build"))
+        assert p["granted_at"] - build["ended_at"] < 0.5
 
 
 def test_cancel_revokes_the_lease_and_kills_the_sleeping_stage(tmp_path: Path) -> None:

@@ -36,13 +36,16 @@ class Placement:
 class Scratch:
     """A host's free resources during one planning pass; `fit` takes from it tentatively."""
 
-    __slots__ = ("free_cores", "free_gpus", "free_memory", "reserved_cores", "touched")
+    __slots__ = ("free_cores", "free_gpus", "free_memory", "pausable", "planned",
+                 "reserved_cores", "touched")
 
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Host, pausable: bool = False) -> None:
         self.free_cores = set(host.free_cores)
         self.free_gpus = set(host.free_gpus)
         self.free_memory = host.free_memory_mb
         self.touched = bool(host.leases)  # some lease lives (or was planned) on the host
+        self.pausable = pausable  # the host's leases may be paused for a host-exclusive lease
+        self.planned = False  # this pass placed something
         self.reserved_cores = 0  # cores held back for a waiting profile
 
     def fit(self, job: Job, runner: Runner, demand: StageDemand,
@@ -53,7 +56,9 @@ class Scratch:
         start a long stage on a sliver); both bounds clamped to the runner."""
         offered = len(runner.cores)
         if demand.exclusive is Exclusivity.HOST:
-            if self.touched or not self.free_cores.issuperset(runner.cores):
+            if self.planned or (self.touched and not self.pausable):
+                return None  # pausable: the core pauses the host's leases (their cores free)
+            if not self.pausable and not self.free_cores.issuperset(runner.cores):
                 return None
             cores = runner.cores
         else:
@@ -78,7 +83,7 @@ class Scratch:
         self.free_cores.difference_update(cores)
         self.free_gpus.difference_update(gpus)
         self.free_memory -= memory
-        self.touched = True
+        self.touched = self.planned = True
         return Placement(job.job_id, runner.runner_id, cores, gpus, memory, demand.exclusive)
 
     def fit_any(self, job: Job, host: Host, demand: StageDemand,

@@ -2,10 +2,12 @@
 jobs' CPU stages fill the cores the profiles leave idle.
 
 Per host, ready profiles go first (unless the host's foreign load is above the threshold).
-A profile that cannot start holds its device back: a host-exclusive llvm profile drains the
-host (no new leases there until it starts), a cuda profile whose GPU is free but whose core is
-not reserves that core. Then CPU stages, best score first, each taking as many free cores as it
-can use.
+A host-exclusive llvm profile starts at once by pausing the host's CPU stages (the core sends
+PauseLease, then ResumeLease when it ends; config.pause_for_profile). A profile that cannot start
+holds its device back: a host-exclusive llvm profile (pausing off, or another profile running)
+drains the host (no new leases there until it starts), a cuda profile whose GPU is free but
+whose core is not reserves that core. Then CPU stages, best score first, each taking as many
+free cores as it can use.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class InterleavedPolicy(Policy):
         for job_id in host.ready:
             job = jobs[job_id]
             (profiles if job.stage.kind is StageKind.PROFILE else others).append(job)
-        scratch = Scratch(host)
+        scratch = Scratch(host, pausable=state.can_pause_host(host))
         out: list[Placement] = []
         if profiles and host.foreign_load <= state.config.foreign_load_threshold:
             for job in self.order(state, profiles, now):

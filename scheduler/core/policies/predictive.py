@@ -78,7 +78,7 @@ class PredictivePolicy(InterleavedPolicy):
         for lease_id in host.leases:
             lease = state.leases[lease_id]
             job = state.jobs[lease.job_id]
-            end = lease.start + state.estimates.duration(job, job.stage.kind,
-                                                         len(lease.core_ids))
+            end = now - lease.running_s(now) + state.estimates.duration(
+                job, job.stage.kind, len(lease.core_ids))
             latest = max(latest, end)
         return latest

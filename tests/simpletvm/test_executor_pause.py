@@ -1,0 +1,107 @@
+"""Pausing a stage process: its whole tree stops, its time limit stands still, kill still works.
+
+Real child processes (forked like stage children, with a forked worker like a build's pool).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psutil
+
+from simpletvm.executor import StageOutcome, StageProcess, StageRequest
+
+
+def _work(outcome_path: str, steps: int) -> None:
+    """A stage stand-in: one forked worker, then `steps` x 0.1 s of wall-clock steps."""
+    worker = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
+    worker.start()
+    started = time.time()
+    for _ in range(steps):
+        time.sleep(0.1)
+    worker.kill()
+    worker.join()
+    Path(outcome_path).write_text(json.dumps(StageOutcome(
+        "build", "ok", {"steps": steps}, pid=os.getpid(), started=started,
+        finished=time.time()).to_dict()))
+
+
+def _start(steps: int, timeout_s: float | None) -> StageProcess:
+    path = os.path.join(tempfile.mkdtemp(), "outcome.json")
+    process = multiprocessing.get_context("fork").Process(target=_work, args=(path, steps))
+    process.start()
+    return StageProcess(process, StageRequest("build", "/nonexistent", timeout_s=timeout_s), path)
+
+
+def _tree(stage: StageProcess) -> list[psutil.Process]:
+    deadline = time.monotonic() + 10
+    root = psutil.Process(stage.pid)
+    while not root.children() and time.monotonic() < deadline:
+        time.sleep(0.02)  # polling for the worker to exist, not timing the test
+    assert root.children(), "the stage never forked its worker"
+    return [root, *root.children(recursive=True)]
+
+
+def test_pause_stops_the_whole_tree_and_resume_continues_it() -> None:
+    stage = _start(steps=10, timeout_s=None)
+    tree = _tree(stage)
+    stage.pause()
+    assert stage.paused
+    assert {p.status() for p in tree} == {psutil.STATUS_STOPPED}
+    stage.resume()
+    assert not stage.paused
+    assert psutil.STATUS_STOPPED not in {p.status() for p in tree}
+    outcome = stage.wait()
+    assert outcome.ok and outcome.result == {"steps": 10}
+    assert len(outcome.paused_at) == len(outcome.resumed_at) == 1
+    assert outcome.paused_at[0] <= outcome.resumed_at[0]
+
+
+def test_paused_time_does_not_count_toward_the_time_limit() -> None:
+    # 1.0 s of steps under a 1.5 s limit, paused 1.0 s in the middle: 2 s of wall clock
+    stage = _start(steps=10, timeout_s=1.5)
+    _tree(stage)
+    stage.pause()
+    resume_at = time.monotonic() + 1.0
+    with ThreadPoolExecutor(1) as pool:
+        waiter = pool.submit(stage.wait)
+        while time.monotonic() < resume_at:  # the pause itself: what is under test
+            time.sleep(0.05)
+        stage.resume()
+        outcome = waiter.result(timeout=30)
+    assert outcome.ok, outcome.error
+    assert outcome.finished - outcome.started > 1.5  # it did overrun the limit in wall time
+    assert stage.paused_s() >= 0.95
+
+
+def test_a_stage_still_times_out_when_it_runs_too_long() -> None:
+    stage = _start(steps=50, timeout_s=0.5)
+    outcome = stage.wait()
+    assert outcome.status == "timeout"
+
+
+def test_kill_ends_a_paused_tree() -> None:
+    stage = _start(steps=100, timeout_s=None)
+    tree = _tree(stage)
+    stage.pause()
+    stage.kill()
+    for proc in tree:
+        # gone, or a zombie waiting for its reaper (PID 1 in a container may never reap it):
+        # either way not left stopped, holding its memory, forever
+        deadline = time.monotonic() + 10
+        while _status(proc) not in ("gone", psutil.STATUS_ZOMBIE):
+            assert time.monotonic() < deadline, f"pid {proc.pid} is {_status(proc)}"
+            time.sleep(0.05)
+
+
+def _status(proc: psutil.Process) -> str:
+    try:
+        return proc.status()
+    except psutil.NoSuchProcess:
+        return "gone"
