@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from client.api import Client
+from client.timeline import running_windows
 
 TUNESCHED = [sys.executable, "-m", "client"]
 
@@ -120,3 +121,14 @@ def cluster(tmp_path: Path) -> Iterator[dict]:
         for r in runners:
             r.stop()
         daemon.stop()
+
+
+def assert_profiles_ran_alone(leases: list[dict]) -> None:
+    """No stage ran on a profile's host while the profile's own process ran."""
+    for p in (x for x in leases if x["stage"] == "profile"):
+        assert p["exclusivity"] == "host"
+        for other in leases:
+            if other is p or other["host_id"] != p["host_id"]:
+                continue
+            for a, b in running_windows(other):
+                assert not (a < p["child_finished"] and p["child_started"] < b), (p, other)

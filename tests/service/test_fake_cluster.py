@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 
 from client.api import Client
-from client.timeline import running_windows
 from runner.fake import SleepExecutor, SleepStage, fake_agent
 from scheduler.service.daemon import DaemonConfig
 from scheduler.service.server import Service
 from simpletvm.executor import StageRequest
 from simpletvm.jobdir import JobDir, JobSpec
 
-from .conftest import wait_for
+from .conftest import assert_profiles_ran_alone, wait_for
 
 TARGET = json.dumps({"kind": "llvm", "num-cores": 2})
 SECONDS = {"extract": 0.05, "search": 0.1, "build": 0.1, "profile": 0.15, "learn": 0.05,
@@ -65,21 +64,6 @@ def cluster(tmp_path: Path) -> Iterator[FakeCluster]:
         yield fake
     finally:
         fake.stop()
-
-
-def overlaps(a: dict, b: dict) -> bool:
-    return a["granted_at"] < b["ended_at"] and b["granted_at"] < a["ended_at"]
-
-
-def assert_profiles_ran_alone(leases: list[dict]) -> None:
-    """No stage ran on a profile's host while the profile's own process ran."""
-    for p in (x for x in leases if x["stage"] == "profile"):
-        assert p["exclusivity"] == "host"
-        for other in leases:
-            if other is p or other["host_id"] != p["host_id"]:
-                continue
-            for a, b in running_windows(other):
-                assert not (a < p["child_finished"] and p["child_started"] < b), (p, other)
 
 
 def test_jobs_run_through_the_real_daemon_and_agents(cluster: FakeCluster) -> None:
