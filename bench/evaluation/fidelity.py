@@ -28,6 +28,21 @@ class Fidelity:
     spearman: list[float] = field(default_factory=list)  # one per batch of >= 3 candidates
     cvs: list[float] = field(default_factory=list)  # one per candidate measured during the run
     inflation: list[float] = field(default_factory=list)  # run median / isolated median
+    # task -> (run median, isolated median) of every candidate measured for it
+    pairs: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
+
+    @property
+    def regret(self) -> float | None:
+        """The kernel the way's own timings made best, timed alone, over the best kernel among
+        everything it measured, timed alone; the worst task. 1.0: its measurements cost nothing.
+        Free of search luck: both kernels come from the same candidates."""
+        worst = None
+        for pairs in self.pairs.values():
+            kept = min(pairs)[1]
+            best = min(b for _, b in pairs)
+            if best > 0:
+                worst = max(worst or 0.0, kept / best)
+        return worst
 
 
 def _median_secs(result: dict[str, Any]) -> float | None:
@@ -62,6 +77,9 @@ def remeasure(job_dir: Path, scratch: Path, executor: StageExecutor,
                                      for x, y in zip(ran, alone, strict=True))
                  if a is not None and b is not None]
         fid.inflation += [a / b for a, b in pairs if b > 0]
+        task = read_json(round_dir / "candidates.json").get("task")
+        if task is not None:
+            fid.pairs.setdefault(int(task), []).extend(pairs)
         if len(pairs) >= 3:
             rho = spearmanr([p[0] for p in pairs], [p[1] for p in pairs]).statistic
             if rho == rho:  # NaN when one side is constant

@@ -133,16 +133,18 @@ def fidelity_summary(fid: dict[str, dict[str, Fidelity]]) -> list[list[str]]:
         for job, f in jobs.items():
             cvs = sorted(f.cvs)
             p90 = cvs[int(0.9 * (len(cvs) - 1))] if cvs else float("nan")
+            regret = f.regret
             rows.append([way, job, str(len(f.spearman)),
                          f"{min(f.spearman):.2f}" if f.spearman else "-",
                          f"{statistics.fmean(f.spearman):.2f}" if f.spearman else "-",
                          str(len(f.cvs)),
-                         f"{statistics.median(cvs):.1%}" if cvs else "-", f"{p90:.1%}"])
+                         f"{statistics.median(cvs):.1%}" if cvs else "-", f"{p90:.1%}",
+                         f"{regret:.3f}" if regret is not None else "-"])
     return rows
 
 
 FIDELITY_HEADER = ["way", "job", "batches", "Spearman min", "Spearman mean", "candidates",
-                   "CV median", "CV p90"]
+                   "CV median", "CV p90", "kept / best, alone (worst task)"]
 
 
 def describe_bound(bound: LowerBound) -> str:

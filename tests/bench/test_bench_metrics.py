@@ -48,3 +48,14 @@ def test_lower_bound_takes_the_largest_of_device_cpu_and_chain() -> None:
     assert (bound.device_s, bound.cpu_s, bound.chain_s) == (5, 31, 12)
     assert bound.value == pytest.approx(15.5)  # CPU-bound: 31 core-seconds on 2 cores
     assert LowerBound.of(spans, cores=64).value == 12  # then the longest job decides
+
+
+def test_regret_is_the_kept_kernel_alone_over_the_best_alone_worst_task() -> None:
+    from evaluation.fidelity import Fidelity
+
+    truthful = Fidelity(pairs={0: [(1.0, 1.1), (2.0, 2.2)], 1: [(5.0, 5.0), (4.0, 4.1)]})
+    assert truthful.regret == 1.0
+    # task 1: the run's timings picked the candidate that is 1.5x slower alone
+    misled = Fidelity(pairs={0: [(1.0, 1.0), (2.0, 2.0)], 1: [(3.0, 6.0), (4.0, 4.0)]})
+    assert misled.regret == 1.5
+    assert Fidelity().regret is None
