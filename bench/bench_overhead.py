@@ -77,6 +77,7 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 
 from client.api import Client  # noqa: E402
+from client.timeline import running_windows  # noqa: E402
 from runner.fake import fake_agent  # noqa: E402
 from scheduler.core import SchedulerConfig  # noqa: E402
 from scheduler.core.demands import StageKind  # noqa: E402
@@ -327,7 +328,7 @@ def run_case(runners: int, quick: bool, tmp: Path, work: Path, agent_procs: int,
     ideal = ideal_makespan(runners, plan, {j.job_id: j.submitted_at - t0 for j in jobs})
     ideal0 = ideal_makespan(runners, plan, {j.job_id: 0.0 for j in jobs})
     lat = grant_latencies(leases)
-    overrun = [x["child_finished"] - x["child_started"]
+    overrun = [sum(b - a for a, b in running_windows(x))  # paused for a profile: not overrun
                - stage_seconds(plan, x["job_id"], x["stage"], x["round"])
                for x in leases if x["outcome"] == "finished"]
     return {
