@@ -1,6 +1,7 @@
 """predictive: interleaved plus running averages of each job's stage times.
 
-- While a host-exclusive profile waits for its host to drain, CPU stages still start if they
+- While a host-exclusive profile waits for its host to drain (pausing is off, or the host's
+  leases cannot be paused: another profile runs there), CPU stages still start if they
   are expected to end before the host would be free anyway (backfilling, as in EASY).
 - Work is ranked by score plus a bonus for the job's expected remaining time (its own running
   averages, else the global ones): up to `remaining_weight` priority levels (default 2),
