@@ -117,24 +117,31 @@ def child_main(request: dict[str, Any], outcome_path: str) -> None:
 
 
 def _signal_tree(pid: int, sig: int) -> None:
-    """Send `sig` to process `pid` and all its descendants (gone ones are skipped). The parent
-    first, so a stopped parent forks no new worker; then the children, twice over, to catch
-    one forked in between."""
+    """Send `sig` to process `pid` and all its descendants (gone ones are skipped).
+
+    The descendants are listed before the parent is signalled: a SIGKILLed parent's children
+    are reparented at once and can no longer be found from it. The parent is signalled
+    first, so a stopped parent forks no new worker; then its children, listed again after
+    that to catch one forked in between."""
     import psutil
 
     try:
         root = psutil.Process(pid)
+        listed = root.children(recursive=True)
         root.send_signal(sig)
     except psutil.Error:
         return
+    done: set[psutil.Process] = set()
     for _ in range(2):
+        for child in listed:
+            if child not in done:
+                done.add(child)
+                with contextlib.suppress(psutil.Error):
+                    child.send_signal(sig)
         try:
-            children = root.children(recursive=True)
+            listed = root.children(recursive=True)
         except psutil.Error:
             return
-        for child in children:
-            with contextlib.suppress(psutil.Error):
-                child.send_signal(sig)
 
 
 class StageProcess:

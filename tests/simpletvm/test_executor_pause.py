@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -91,13 +92,39 @@ def test_kill_ends_a_paused_tree() -> None:
     tree = _tree(stage)
     stage.pause()
     stage.kill()
+    _assert_ended(tree)
+
+
+def test_kill_reaches_the_workers_when_the_parent_dies_first(monkeypatch) -> None:
+    # On a loaded box the SIGKILLed parent is gone (its workers reparented) before the killer
+    # looks for its children; make that happen every time.
+    stage = _start(steps=100, timeout_s=None)
+    tree = _tree(stage)
+    stage.pause()
+    send = psutil.Process.send_signal
+
+    def send_then_lag(proc: psutil.Process, sig: int) -> None:
+        send(proc, sig)
+        if proc.pid == stage.pid and sig == signal.SIGKILL:
+            _wait_ended(proc)
+
+    monkeypatch.setattr(psutil.Process, "send_signal", send_then_lag)
+    stage.kill()
+    _assert_ended(tree)
+
+
+def _assert_ended(tree: list[psutil.Process]) -> None:
+    """Every process is gone, or a zombie waiting for its reaper (PID 1 in a container may
+    never reap it): either way not left stopped, holding its memory, forever."""
     for proc in tree:
-        # gone, or a zombie waiting for its reaper (PID 1 in a container may never reap it):
-        # either way not left stopped, holding its memory, forever
-        deadline = time.monotonic() + 10
-        while _status(proc) not in ("gone", psutil.STATUS_ZOMBIE):
-            assert time.monotonic() < deadline, f"pid {proc.pid} is {_status(proc)}"
-            time.sleep(0.05)
+        _wait_ended(proc)
+
+
+def _wait_ended(proc: psutil.Process) -> None:
+    deadline = time.monotonic() + 10
+    while _status(proc) not in ("gone", psutil.STATUS_ZOMBIE):
+        assert time.monotonic() < deadline, f"pid {proc.pid} is {_status(proc)}"
+        time.sleep(0.02)  # polling for the kernel to end it, not timing the test
 
 
 def _status(proc: psutil.Process) -> str:
