@@ -1,7 +1,7 @@
 """Same jobs, same budgets, one machine, three ways: sequential, uncontrolled sharing, tunesched.
 
     python bench/bench_ways.py                      # 2-core box sizes (about 50 minutes)
-    python bench/bench_ways.py --jobs matmul,conv2d,mlp,convnet --trials 128 --batch 32
+    python bench/bench_ways.py --jobs matmul:64x256,convnet:8x3x32x32 --trials 128 --batch 32
     python bench/bench_ways.py --no-study           # skip the CPU profile exclusivity study
 
 All three ways run the same stage code with the same seeds; only the coordination differs:
@@ -10,6 +10,10 @@ an independent tuning process (what users do without a scheduler), `tunesched` s
 an embedded daemon with runner agents on this host. Afterwards, on a quiet machine, every measured
 batch is rebuilt and profiled again alone (Spearman rank agreement, how inflated the run's timings
 were) and each job is compiled with each way's records and timed alone (final latency).
+
+Search luck dominates a final latency at these budgets, so uncontrolled and tunesched then run
+again on exactly the candidates sequential measured (its rounds replayed, searches still running
+for the load): the kernels each way keeps differ only by how truthfully it measured.
 
 The study then tunes the same jobs for a one-core target through tunesched twice: profile leases
 that own the whole host, and profile leases that own one core while other stages use the rest.
@@ -43,11 +47,19 @@ from evaluation.report import (
     plot_gantt,
     write_fragment,
 )
-from evaluation.ways import BenchJob, WayRun, run_sequential, run_tunesched, run_uncontrolled
+from evaluation.ways import (
+    BenchJob,
+    WayRun,
+    parse_jobs,
+    run_sequential,
+    run_tunesched,
+    run_uncontrolled,
+)
 from rich.console import Console
 from rich.table import Table
 
 from simpletvm.executor import StageExecutor
+from simpletvm.jobdir import read_json
 
 console = Console(width=200)
 
@@ -112,7 +124,7 @@ def measure(runs: list[WayRun], jobs: list[BenchJob], target: dict, work: Path,
         with console.status(f"timing {job.name} compiled with each way's records"):
             latencies[job.name] = final_latencies(
                 job.model, target, {r.way: r.jobs[job.name] / "tasks" for r in runs
-                                    if job.name not in r.errors})
+                                    if job.name not in r.errors}, shape=job.shape)
     return fid, latencies
 
 
@@ -136,7 +148,8 @@ def run_repeats(args: argparse.Namespace, jobs: list[BenchJob], runs: list[WayRu
             with console.status(f"seed {seed}: timing {job.name} compiled with both ways"):
                 per_seed[seed][job.name] = final_latencies(
                     job.model, target, {r.way: r.jobs[job.name] / "tasks" for r in again
-                                        if job.name not in r.errors}, rounds=2)
+                                        if job.name not in r.errors}, rounds=2,
+                    shape=job.shape)
     header = ["job", "seed", "sequential us", "tunesched us", "tunesched / sequential",
               "makespan tunesched / sequential"]
     rows = []
@@ -149,13 +162,59 @@ def run_repeats(args: argparse.Namespace, jobs: list[BenchJob], runs: list[WayRu
             mk = makespans[seed]
             rows.append([job.name, str(seed), f"{a:.2f}" if a else "-", f"{b:.2f}" if b else "-",
                          f"{ratio:.3f}", f"{mk['tunesched'] / mk['sequential']:.3f}"])
-        good = [r for r in ratios if math.isfinite(r) and r > 0]
-        gmean = math.exp(statistics.fmean(math.log(r) for r in good)) if good else float("nan")
-        rows.append([f"**{job.name}**", "geomean", "", "", f"**{gmean:.3f}**", ""])
+        rows.append([f"**{job.name}**", "geomean", "", "", f"**{geomean(ratios):.3f}**", ""])
     mk_ratios = [m["tunesched"] / m["sequential"] for m in makespans.values()]
-    rows.append(["all jobs", "makespan geomean", "", "", "",
-                 f"{math.exp(statistics.fmean(math.log(r) for r in mk_ratios)):.3f}"])
+    rows.append(["all jobs", "makespan geomean", "", "", "", f"{geomean(mk_ratios):.3f}"])
     return (f"final latency and makespan over {args.repeats} search seeds", header, rows)
+
+
+def run_paired(jobs: list[BenchJob], runs: list[WayRun], work: Path, target: dict,
+               cores: list[int], runners: int,
+               policy: str) -> tuple[str, list[str], list[list[str]]]:
+    """Uncontrolled and tunesched again, each measuring exactly the candidates sequential
+    measured (its rounds replayed; every search still runs, so the load is the same). The
+    kernels each way keeps then differ only by how truthfully it measured, not by search luck."""
+    seq = next(r for r in runs if r.way == "sequential")
+    replaying = [replace(j, replay=str(seq.jobs[j.name])) for j in jobs
+                 if j.name not in seq.errors]
+    again = run_ways(["uncontrolled", "tunesched"], replaying, work / "paired", target, cores,
+                     runners, policy)
+    header = ["job", "sequential us", "uncontrolled us", "tunesched us",
+              "uncontrolled / sequential", "tunesched / sequential", "same candidates",
+              "makespan uncontrolled, tunesched"]
+    rows, ratios = [], {"uncontrolled": [], "tunesched": []}
+    for job in replaying:
+        done = [r for r in again if job.name not in r.errors]
+        with console.status(f"paired: timing {job.name} compiled with each way's records"):
+            lat = final_latencies(job.model, target,
+                                  {"sequential": seq.jobs[job.name] / "tasks"}
+                                  | {r.way: r.jobs[job.name] / "tasks" for r in done},
+                                  shape=job.shape)
+        cells = []
+        for way in ratios:
+            if way in lat:
+                ratios[way].append(lat[way] / lat["sequential"])
+            cells.append(f"{lat[way] / lat['sequential']:.3f}" if way in lat else "-")
+        same = all(measured_candidates(r.jobs[job.name]) == measured_candidates(seq.jobs[job.name])
+                   for r in done)
+        rows.append([job.name, f"{lat['sequential']:.2f}",
+                     *[f"{lat[w]:.2f}" if w in lat else "-" for w in ratios], *cells,
+                     "yes" if same and len(done) == len(again) else "**no**",
+                     ", ".join(f"{r.makespan:.0f} s" for r in again)])
+    rows.append(["**geomean**", "", "", "", *[f"**{geomean(v):.3f}**" for v in ratios.values()],
+                 "", ""])
+    return ("final latency with the same candidates (sequential's rounds replayed)", header, rows)
+
+
+def measured_candidates(job_dir: Path) -> list[list[str]]:
+    """The structural hashes a job measured, round by round."""
+    return [[c["hash"] for c in read_json(d / "candidates.json")["candidates"]]
+            for d in sorted((job_dir / "rounds").glob("r*"))]
+
+
+def geomean(values: list[float]) -> float:
+    good = [v for v in values if math.isfinite(v) and v > 0]
+    return math.exp(statistics.fmean(math.log(v) for v in good)) if good else float("nan")
 
 
 def section_tables(runs: list[WayRun], fid: dict, lat: dict, bound: LowerBound,
@@ -172,7 +231,9 @@ def section_tables(runs: list[WayRun], fid: dict, lat: dict, bound: LowerBound,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--jobs", default="matmul,conv2d,mlp", help="zoo models, one job each")
+    parser.add_argument("--jobs", default="matmul:64x256,conv2d:1x32x28x28,mlp:32x256",
+                        help="zoo models, one job each, with input shapes (MODEL:AxB); kernels "
+                        "of 0.1-1 ms, since microsecond kernels time the thread pool's wake-up")
     parser.add_argument("--trials", type=int, default=64)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--runners", type=int, default=2, help="tunesched runner agents")
@@ -187,11 +248,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3,
                         help="search seeds for sequential and tunesched (final latency and "
                         "makespan per seed; 1: the main run only)")
+    parser.add_argument("--paired", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run uncontrolled and tunesched on sequential's candidates "
+                        "(final latency without search luck)")
     args = parser.parse_args()
 
     cores = sorted(os.sched_getaffinity(0))
     target = {"kind": "llvm", "num-cores": len(cores)}
-    jobs = [BenchJob(m, m, args.trials, args.batch) for m in args.jobs.split(",")]
+    jobs = parse_jobs(args.jobs, args.trials, args.batch)
     ways = args.ways.split(",")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -204,6 +268,8 @@ def main() -> None:
     fid, lat = measure(runs, jobs, target, work, cores)
     repeats = run_repeats(args, jobs, runs, lat, work, target, cores) \
         if args.repeats > 1 and {"sequential", "tunesched"} <= set(ways) else None
+    paired = run_paired(jobs, runs, work, target, cores, args.runners, args.policy) \
+        if args.paired and "sequential" in ways else None
     sfid, slat = measure(study, jobs, {"kind": "llvm", "num-cores": 1}, work, cores) \
         if study else ({}, {})
 
@@ -214,10 +280,11 @@ def main() -> None:
         show(title, header, rows)
         sections.append((title, markdown(header, rows)))
     sections.insert(1, ("lower bound", describe_bound(bound)))
-    if repeats is not None:
-        title, header, rows = repeats
-        show(title, header, rows)
-        sections.append((title, markdown(header, rows)))
+    for extra in (paired, repeats):
+        if extra is not None:
+            title, header, rows = extra
+            show(title, header, rows)
+            sections.append((title, markdown(header, rows)))
     plot_curves(runs, out / "curves-ways.png", "best latency over time, three ways")
     for run in runs:
         plot_gantt(run, out / f"gantt-{run.way}.png")

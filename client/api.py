@@ -68,7 +68,8 @@ class Client:
     def submit(self, model: str, target: str, trials: int, name: str = "", priority: int = 0,
                latency_goal_us: float = 0.0, batch_size: int = 32, user: str = "",
                input_shapes: dict[str, list[int]] | None = None,
-               request_id: str | None = None, seed: int = 0) -> pb.JobInfo:
+               request_id: str | None = None, seed: int = 0,
+               replay_dir: str = "") -> pb.JobInfo:
         """Submit `model` (zoo:NAME or a path to .onnx); retries reuse one request id."""
         data = b""
         if not model.startswith("zoo:"):
@@ -82,7 +83,7 @@ class Client:
                           batch_size=batch_size, priority=priority, seed=seed,
                           latency_goal_us=latency_goal_us, user=user,
                           input_shapes_json=json.dumps(input_shapes) if input_shapes else "",
-                          request_id=request_id or uuid.uuid4().hex)
+                          request_id=request_id or uuid.uuid4().hex, replay_dir=replay_dir)
 
         def messages() -> Iterator[pb.SubmitJobRequest]:
             yield pb.SubmitJobRequest(spec=spec)

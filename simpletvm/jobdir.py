@@ -54,6 +54,10 @@ class JobSpec:
     model: str = ""  # "zoo:NAME", a path, or "relax" (saved module)
     input_shapes: dict[str, list[int]] | None = None
     latency_goal_us: float | None = None
+    # Evaluation: a job directory whose measured candidates the search proposes again, round by
+    # round, instead of its own (the search still runs, so the stage costs what it did). Two
+    # ways of running the same job then measure exactly the same candidates.
+    replay: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -90,7 +90,8 @@ def remeasure(job_dir: Path, scratch: Path, executor: StageExecutor,
 
 
 def final_latencies(model: str, target: dict[str, Any], record_dirs: dict[str, Path],
-                    rounds: int = 3, repeat: int = 50) -> dict[str, float]:
+                    rounds: int = 3, repeat: int = 50,
+                    shape: list[int] | None = None) -> dict[str, float]:
     """Median latency (us) of `model` compiled with each way's records, timed alone.
 
     The ways take turns `rounds` times and each keeps the median of its medians, so a slow
@@ -98,10 +99,12 @@ def final_latencies(model: str, target: dict[str, Any], record_dirs: dict[str, P
     """
     from simpletvm import SimpleTVM
 
-    executables: dict[str, Any] = {"untuned": SimpleTVM.from_zoo(model).target(target).compile()}
+    def zoo() -> Any:
+        return SimpleTVM.from_zoo(model, shape).target(target)
+
+    executables: dict[str, Any] = {"untuned": zoo().compile()}
     for way, tasks_dir in record_dirs.items():
-        executables[way] = SimpleTVM.from_zoo(model).target(target).use_records(tasks_dir) \
-            .compile()
+        executables[way] = zoo().use_records(tasks_dir).compile()
     samples: dict[str, list[float]] = {way: [] for way in executables}
     for _ in range(rounds):
         for way, tvm in executables.items():

@@ -32,10 +32,31 @@ class BenchJob:
     trials: int
     batch: int
     seed: int = 0
+    shape: list[int] | None = None  # the model's input shape; None: the zoo's default
+    replay: str = ""  # a finished job directory whose measured candidates this job measures
+
+    @property
+    def input_shapes(self) -> dict[str, list[int]] | None:
+        return {"x": list(self.shape)} if self.shape else None
 
     def spec(self, target: dict[str, Any]) -> JobSpec:
         return JobSpec(name=self.name, target=target, trials=self.trials, batch_size=self.batch,
-                       model=f"zoo:{self.model}", seed=self.seed)
+                       model=f"zoo:{self.model}", seed=self.seed, input_shapes=self.input_shapes,
+                       replay=self.replay)
+
+
+def parse_jobs(text: str, trials: int, batch: int) -> list[BenchJob]:
+    """`matmul:64x256,conv2d,mlp:32x256`: zoo models, each with an optional input shape."""
+    jobs = []
+    for item in text.split(","):
+        model, _, shape = item.strip().partition(":")
+        try:
+            dims = [int(d) for d in shape.split("x")] if shape else None
+        except ValueError:
+            raise SystemExit(f"--jobs: bad shape {shape!r} in {item!r}: write it like 64x256") \
+                from None
+        jobs.append(BenchJob(model, model, trials, batch, shape=dims))
+    return jobs
 
 
 @dataclass
@@ -176,7 +197,8 @@ def run_tunesched(jobs: list[BenchJob], root: Path, target: dict[str, Any], core
             with CpuMeter(cores) as meter:
                 started = time.time()
                 infos = [client.submit(f"zoo:{j.model}", json.dumps(target), j.trials,
-                                       name=j.name, batch_size=j.batch, seed=j.seed)
+                                       name=j.name, batch_size=j.batch, seed=j.seed,
+                                       input_shapes=j.input_shapes, replay_dir=j.replay)
                          for j in jobs]
                 while True:
                     states = [client.get(i.job_id) for i in infos]

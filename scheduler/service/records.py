@@ -34,6 +34,7 @@ class JobRecord:
     latency_goal_us: float | None = None
     input_shapes: dict[str, list[int]] | None = None
     request_id: str = ""
+    replay_dir: str = ""  # evaluation: see simpletvm JobSpec.replay
     submitted_at: float = 0.0
     state: str = "queued"
     stage: str = ""
@@ -76,7 +77,8 @@ class JobRecord:
         """The simpletvm job.json contents."""
         return {"name": self.name, "target": self.target, "trials": self.trials,
                 "batch_size": self.batch_size, "seed": self.seed, "model": self.model,
-                "input_shapes": self.input_shapes, "latency_goal_us": self.latency_goal_us}
+                "input_shapes": self.input_shapes, "latency_goal_us": self.latency_goal_us,
+                "replay": self.replay_dir}
 
 
 def validate_submission(name: str, model: str, target_text: str, trials: int, batch_size: int,

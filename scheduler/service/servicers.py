@@ -6,6 +6,7 @@ import functools
 import io
 import logging
 import math
+import os
 import queue
 import tarfile
 import threading
@@ -103,6 +104,9 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         else:
             ranks = zoo_input_ranks(spec.model.removeprefix("zoo:"))
         check_input_shapes(ranks, shapes)
+        if spec.replay_dir and not os.path.isabs(spec.replay_dir):
+            raise InvalidRequest(f"replay directory must be an absolute path on the runners' "
+                                 f"hosts, got {spec.replay_dir!r}")
         record = JobRecord(
             job_id="", name=spec.name or spec.model.removeprefix("zoo:"), model=spec.model,
             target=target, trials=spec.trials, batch_size=spec.batch_size or 32,
@@ -110,7 +114,7 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
             user=(spec.user or caller.name) if self.daemon.config.auth.clients_open
             else caller.name,
             latency_goal_us=spec.latency_goal_us or None, input_shapes=shapes,
-            request_id=spec.request_id)
+            request_id=spec.request_id, replay_dir=spec.replay_dir)
         return convert.job_info(self.daemon.submit(record, model))
 
     @_rpc

@@ -11,7 +11,8 @@ from typing import Any
 
 from simpletvm import context
 from simpletvm.candidates import to_entry
-from simpletvm.jobdir import JobSpec, Progress, write_json
+from simpletvm.errors import JobDirError
+from simpletvm.jobdir import JobDir, JobSpec, Progress, read_json, write_json
 from simpletvm.stages.base import StageContext
 
 MAX_ATTEMPTS = 4
@@ -64,6 +65,19 @@ def _propose(ctx: StageContext, spec: JobSpec, index: int, batch: int) -> list[d
     return out
 
 
+def replayed(source: str, round_: int) -> dict[str, Any]:
+    """Round `round_` of the job at `source` as this round's plan; past its last round: done
+    (JobDirError when `source` has no first round)."""
+    path = JobDir(source).round_dir(round_) / "candidates.json"
+    if not path.exists():
+        if round_ == 0:
+            raise JobDirError(f"nothing to replay: {path} is missing (replay must name the "
+                              "directory of a job that has tuned)")
+        return {"task": None, "candidates": [], "exhausted_tasks": []}
+    plan = read_json(path)
+    return {k: plan[k] for k in ("task", "candidates", "exhausted_tasks")}
+
+
 def run(ctx: StageContext) -> dict[str, Any]:
     """Write rounds/rNNNN/candidates.json; report the task, the count and whether tuning is done."""
     spec, progress = ctx.job.spec(), ctx.job.progress()
@@ -76,7 +90,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
             break
         exhausted.append(index)
         index = next_task(progress, spec, set(exhausted))
-    write_json(ctx.round_dir / "candidates.json",
-               {"task": index, "candidates": found, "exhausted_tasks": exhausted})
-    return {"task": index, "candidates": len(found), "exhausted_tasks": exhausted,
-            "done": index is None}
+    plan = {"task": index, "candidates": found, "exhausted_tasks": exhausted}
+    if spec.replay:
+        plan = replayed(spec.replay, ctx.round)
+    write_json(ctx.round_dir / "candidates.json", plan)
+    return {"task": plan["task"], "candidates": len(plan["candidates"]),
+            "exhausted_tasks": plan["exhausted_tasks"], "done": plan["task"] is None}

@@ -201,6 +201,7 @@ def test_wrong_input_shapes_are_invalid_argument(env, model, shapes, needle) -> 
     ({"name": "n" * 201}, "longer than 200"),
     ({"model": ""}, "no model uploaded"),
     ({"model": "zoo:"}, "unknown zoo model"),
+    ({"replay_dir": "jobs/earlier"}, "replay directory must be an absolute path"),
 ])
 def test_bad_specs_are_invalid_argument(env, spec, needle) -> None:
     """Specs the Client would never build, sent on the raw stub."""

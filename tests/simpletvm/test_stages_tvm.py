@@ -12,7 +12,7 @@ import pytest
 from simpletvm import SimpleTVM
 from simpletvm.driver import create_job, drive
 from simpletvm.executor import StageExecutor, StageRequest
-from simpletvm.jobdir import JobSpec
+from simpletvm.jobdir import JobSpec, read_json
 
 pytestmark = pytest.mark.tvm
 
@@ -115,3 +115,25 @@ def test_stage_children_do_not_rerun_the_launching_script(tmp_path) -> None:
         "        assert out.status == 'error', out\n")
     subprocess.run([sys.executable, str(script)], check=True, timeout=300)
     assert marker.read_text().splitlines() == ["imported"]  # the script itself, nothing more
+
+
+def test_a_replaying_job_measures_the_recorded_candidates_round_by_round(tmp_path,
+                                                                          executor) -> None:
+    small = dict(model="zoo:matmul", input_shapes=None, trials=16, batch_size=8)
+    source = create_job(tmp_path / "source", _spec(**small, seed=1))
+    drive(source, executor, cores=CORES)
+    # another seed on its own would propose other candidates; the replay proposes the source's
+    again = create_job(tmp_path / "again", _spec(**small, seed=2, replay=str(source.root)))
+    drive(again, executor, cores=CORES)
+
+    def rounds(job):
+        return [[c["hash"] for c in read_json(d / "candidates.json")["candidates"]]
+                for d in sorted((job.root / "rounds").iterdir())]
+
+    assert rounds(again) == rounds(source) and [len(r) for r in rounds(source)] == [8, 8]
+    assert again.progress().trials == source.progress().trials == 16
+    missing = create_job(tmp_path / "missing", _spec(**small, replay=str(tmp_path / "nowhere")))
+    outcome = executor.run(StageRequest("extract", str(missing.root), 0, cores=CORES))
+    assert outcome.ok
+    outcome = executor.run(StageRequest("search", str(missing.root), 0, cores=CORES))
+    assert not outcome.ok and "nothing to replay" in outcome.error and "nowhere" in outcome.error
