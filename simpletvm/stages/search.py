@@ -3,6 +3,10 @@
 The evolutionary search keeps its set of measured schedules in memory only, so a fresh process
 would re-propose them: we drop candidates whose structural hash is in the task's measured.txt,
 tell the search about them, and ask again.
+
+A job with `replay` set (an evaluation device) still searches, then measures the candidates the
+job at that directory measured in the same round instead, so two ways of running one job can be
+compared without search luck.
 """
 
 from __future__ import annotations
