@@ -306,7 +306,8 @@ def main() -> None:
                                                     ("batch", args.batch),
                                                     ("runners", args.runners),
                                                     ("policy", args.policy),
-                                                    ("repeats", args.repeats))))
+                                                    ("repeats", args.repeats)))
+        + "".join(f" --no-{flag}" for flag in ("study", "paired") if not getattr(args, flag)))
     sections.insert(0, ("setup", f"`{command}` on {len(cores)} cores; target "
                                  f"`{json.dumps(target)}`; errors: "
                                  f"{ {r.way: r.errors for r in runs + study if r.errors} }"))
