@@ -33,7 +33,13 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from evaluation.fidelity import Fidelity, final_latencies, remeasure
+from evaluation.fidelity import (
+    Fidelity,
+    final_latencies,
+    kept_kernels,
+    measured_candidates,
+    remeasure,
+)
 from evaluation.metrics import LowerBound
 from evaluation.report import (
     FIDELITY_HEADER,
@@ -59,7 +65,6 @@ from rich.console import Console
 from rich.table import Table
 
 from simpletvm.executor import StageExecutor
-from simpletvm.jobdir import read_json
 
 console = Console(width=200)
 
@@ -182,6 +187,7 @@ def run_paired(jobs: list[BenchJob], runs: list[WayRun], work: Path, target: dic
     header = ["job", "sequential us", "uncontrolled us", "tunesched us",
               "uncontrolled / sequential", "tunesched / sequential",
               "sequential again / sequential (timing noise)", "same candidates",
+              "tasks keeping sequential's kernel: uncontrolled, tunesched",
               "makespan uncontrolled, tunesched"]
     rows, ratios = [], {"uncontrolled": [], "tunesched": [], "again": []}
     for job in replaying:
@@ -200,20 +206,18 @@ def run_paired(jobs: list[BenchJob], runs: list[WayRun], work: Path, target: dic
             cells.append(f"{lat[way] / lat['sequential']:.3f}" if way in lat else "-")
         same = all(measured_candidates(r.jobs[job.name]) == measured_candidates(seq.jobs[job.name])
                    for r in done)
+        seq_kept = kept_kernels(seq.jobs[job.name])
+        agree = [sum(kept_kernels(r.jobs[job.name]).get(t) == h for t, h in seq_kept.items())
+                 for r in done]
         rows.append([job.name, f"{lat['sequential']:.2f}",
                      *[f"{lat[w]:.2f}" if w in lat else "-" for w in ratios if w != "again"],
                      *cells,
                      "yes" if same and len(done) == len(again) else "**no**",
+                     ", ".join(f"{n}/{len(seq_kept)}" for n in agree),
                      ", ".join(f"{r.makespan:.0f} s" for r in again)])
     rows.append(["**geomean**", "", "", "", *[f"**{geomean(v):.3f}**" for v in ratios.values()],
-                 "", ""])
+                 "", "", ""])
     return ("final latency with the same candidates (sequential's rounds replayed)", header, rows)
-
-
-def measured_candidates(job_dir: Path) -> list[list[str]]:
-    """The structural hashes a job measured, round by round."""
-    return [[c["hash"] for c in read_json(d / "candidates.json")["candidates"]]
-            for d in sorted((job_dir / "rounds").glob("r*"))]
 
 
 def geomean(values: list[float]) -> float:

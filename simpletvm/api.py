@@ -57,6 +57,7 @@ class SimpleTVM:
         """"cpu", "cuda", a JSON string or a dict such as {"kind": "llvm", "num-cores": 2}."""
         self._target = parse_target(spec)
         self._tasks = self._database = self._executable = None
+        self._latency = self._untuned_latency = None
         return self
 
     # ---- work ------------------------------------------------------------------------------
@@ -101,16 +102,18 @@ class SimpleTVM:
             self._executable = relax.build(self._mod, target=to_tvm(self._target))
         return self
 
-    def benchmark(self, repeat: int = 20) -> SimpleTVM:
-        """Time the compiled model, and the untuned build for comparison (see `.latency`)."""
+    def benchmark(self, repeat: int = 20, baseline: bool = True) -> SimpleTVM:
+        """Time the compiled model (see `.latency`); with `baseline`, also compile and time the
+        untuned build for comparison (see `.untuned_latency`)."""
         from tvm import relax
 
         if self._executable is None:
             self.compile()
         specs, device = models.input_specs(self._mod), device_type(self._target)
         self._latency, _ = benchmark.measure(self._executable, specs, device, repeat)
-        untuned = relax.build(self._mod, target=to_tvm(self._target))
-        self._untuned_latency, _ = benchmark.measure(untuned, specs, device, repeat)
+        if baseline:
+            untuned = relax.build(self._mod, target=to_tvm(self._target))
+            self._untuned_latency, _ = benchmark.measure(untuned, specs, device, repeat)
         return self
 
     def export(self, path: str | Path) -> Path:
@@ -157,8 +160,9 @@ class SimpleTVM:
                             for t in self._tasks]
         if self._tuning:
             out["tuning"] = dict(self._tuning)
-        if self._latency and self._untuned_latency:
+        if self._latency:
             out["tuned"] = self._latency.to_dict()
+        if self._latency and self._untuned_latency:
             out["untuned"] = self._untuned_latency.to_dict()
             out["speedup"] = self._untuned_latency.median_us / self._latency.median_us
         return out

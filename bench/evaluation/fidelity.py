@@ -8,6 +8,7 @@ Final latency: each job compiled with the way's records and timed alone, round-r
 
 from __future__ import annotations
 
+import math
 import shutil
 import statistics
 from dataclasses import dataclass, field
@@ -90,23 +91,50 @@ def remeasure(job_dir: Path, scratch: Path, executor: StageExecutor,
 
 
 def final_latencies(model: str, target: dict[str, Any], record_dirs: dict[str, Path],
-                    rounds: int = 3, repeat: int = 50,
+                    rounds: int = 10, repeat: int = 10,
                     shape: list[int] | None = None) -> dict[str, float]:
     """Median latency (us) of `model` compiled with each way's records, timed alone.
 
-    The ways take turns `rounds` times and each keeps the median of its medians, so a slow
-    moment of the machine does not land on one way only. Key "untuned": no records.
+    Every way is compiled first; then they take turns `rounds` times, in alternating order
+    (A B C, C B A, ...), and each keeps the median of its round medians, so a slow moment of
+    the machine lands on all ways alike. Key "untuned": no records.
     """
     from simpletvm import SimpleTVM
 
     def zoo() -> Any:
         return SimpleTVM.from_zoo(model, shape).target(target)
 
-    executables: dict[str, Any] = {"untuned": zoo().compile()}
+    compiled: dict[str, Any] = {"untuned": zoo().compile()}
     for way, tasks_dir in record_dirs.items():
-        executables[way] = zoo().use_records(tasks_dir).compile()
-    samples: dict[str, list[float]] = {way: [] for way in executables}
+        compiled[way] = zoo().use_records(tasks_dir).compile()
+    samples: dict[str, list[float]] = {way: [] for way in compiled}
+    order = list(compiled)
     for _ in range(rounds):
-        for way, tvm in executables.items():
-            samples[way].append(tvm.benchmark(repeat=repeat).latency.median_us)
+        for way in order:
+            samples[way].append(
+                compiled[way].benchmark(repeat=repeat, baseline=False).latency.median_us)
+        order.reverse()
     return {way: statistics.median(v) for way, v in samples.items()}
+
+
+def kept_kernels(job_dir: Path) -> dict[int, str]:
+    """Per task, the hash of the candidate with the least mean run time: what the records
+    database hands the compiler."""
+    best: dict[int, tuple[float, str]] = {}
+    for d in sorted((job_dir / "rounds").glob("r*")):
+        if not (d / "results.json").exists():
+            continue
+        plan = read_json(d / "candidates.json")
+        results = read_json(d / "results.json")["results"]
+        for cand, res in zip(plan["candidates"], results, strict=True):
+            if res.get("run_secs") and plan.get("task") is not None:
+                mean = statistics.fmean(res["run_secs"])
+                if mean < best.get(int(plan["task"]), (math.inf, ""))[0]:
+                    best[int(plan["task"])] = (mean, cand["hash"])
+    return {task: h for task, (_, h) in best.items()}
+
+
+def measured_candidates(job_dir: Path) -> list[list[str]]:
+    """The structural hashes a job measured, round by round."""
+    return [[c["hash"] for c in read_json(d / "candidates.json")["candidates"]]
+            for d in sorted((job_dir / "rounds").glob("r*"))]

@@ -33,3 +33,14 @@ def test_bad_trials_and_relax_without_main() -> None:
 
     with pytest.raises(SimpleTVMError, match="no 'main'"):
         SimpleTVM.from_relax(tvm.IRModule({}))
+
+
+def test_benchmark_without_baseline_times_only_the_compiled_model() -> None:
+    net = SimpleTVM.from_zoo("matmul", (1, 32)).target({"kind": "llvm", "num-cores": 1})
+    report = net.compile().benchmark(repeat=3, baseline=False).report()
+    assert report["tuned"]["median_us"] > 0
+    assert "untuned" not in report and net.untuned_latency is None
+    net.benchmark(repeat=3)
+    assert net.untuned_latency is not None and "speedup" in net.report()
+    net.target({"kind": "llvm", "num-cores": 2})  # another target: old timings no longer hold
+    assert net.latency is None and net.untuned_latency is None
