@@ -11,9 +11,10 @@ an embedded daemon with runner agents on this host. Afterwards, on a quiet machi
 batch is rebuilt and profiled again alone (Spearman rank agreement, how inflated the run's timings
 were) and each job is compiled with each way's records and timed alone (final latency).
 
-Search luck dominates a final latency at these budgets, so uncontrolled and tunesched then run
-again on exactly the candidates sequential measured (its rounds replayed, searches still running
-for the load): the kernels each way keeps differ only by how truthfully it measured.
+Search luck dominates a final latency at these budgets, so every way then runs again on exactly
+the candidates sequential measured (its rounds replayed, searches still running for the load):
+the kernels each way keeps differ only by how truthfully it measured. Sequential's own re-run is
+the control: how far two honest measurements of the same candidates pick apart.
 
 The study then tunes the same jobs for a one-core target through tunesched twice: profile leases
 that own the whole host, and profile leases that own one core while other stages use the rest.
@@ -176,31 +177,33 @@ def run_repeats(args: argparse.Namespace, jobs: list[BenchJob], runs: list[WayRu
 def run_paired(jobs: list[BenchJob], runs: list[WayRun], work: Path, target: dict,
                cores: list[int], runners: int,
                policy: str) -> tuple[str, list[str], list[list[str]]]:
-    """Uncontrolled and tunesched again, each measuring exactly the candidates sequential
-    measured (its rounds replayed; every search still runs, so the load is the same). The
-    kernels each way keeps then differ only by how truthfully it measured, not by search luck."""
+    """Every way again, each measuring exactly the candidates sequential measured (its rounds
+    replayed; every search still runs, so the load is the same). The kernels each way keeps
+    then differ only by how truthfully it measured, not by search luck. Two controls: sequential
+    itself again on its own candidates (how reproducible picking is with honest timings), and
+    sequential's records compiled and timed twice (the final timing's own noise)."""
     seq = next(r for r in runs if r.way == "sequential")
     replaying = [replace(j, replay=str(seq.jobs[j.name])) for j in jobs
                  if j.name not in seq.errors]
-    again = run_ways(["uncontrolled", "tunesched"], replaying, work / "paired", target, cores,
-                     runners, policy)
-    header = ["job", "sequential us", "uncontrolled us", "tunesched us",
-              "uncontrolled / sequential", "tunesched / sequential",
-              "sequential again / sequential (timing noise)", "same candidates",
-              "tasks keeping sequential's kernel: uncontrolled, tunesched",
-              "makespan uncontrolled, tunesched"]
-    rows, ratios = [], {"uncontrolled": [], "tunesched": [], "again": []}
+    again = [replace(r, way="rerun") if r.way == "sequential" else r
+             for r in run_ways(["sequential", "uncontrolled", "tunesched"], replaying,
+                               work / "paired", target, cores, runners, policy)]
+    names = {"rerun": "sequential re-run", "uncontrolled": "uncontrolled",
+             "tunesched": "tunesched", "timed": "sequential timed again"}
+    header = ["job", "sequential us", *[f"{n} / sequential" for n in names.values()],
+              "same candidates", "tasks keeping sequential's kernel: re-run, uncontrolled, "
+              "tunesched", "makespan: re-run, uncontrolled, tunesched"]
+    rows, ratios = [], {way: [] for way in names}
     for job in replaying:
         done = [r for r in again if job.name not in r.errors]
         with console.status(f"paired: timing {job.name} compiled with each way's records"):
             lat = final_latencies(job.model, target,
                                   {"sequential": seq.jobs[job.name] / "tasks"}
                                   | {r.way: r.jobs[job.name] / "tasks" for r in done}
-                                  # the same records compiled and timed once more: the floor
-                                  | {"again": seq.jobs[job.name] / "tasks"},
+                                  | {"timed": seq.jobs[job.name] / "tasks"},
                                   shape=job.shape)
         cells = []
-        for way in ratios:
+        for way in names:
             if way in lat:
                 ratios[way].append(lat[way] / lat["sequential"])
             cells.append(f"{lat[way] / lat['sequential']:.3f}" if way in lat else "-")
@@ -209,13 +212,11 @@ def run_paired(jobs: list[BenchJob], runs: list[WayRun], work: Path, target: dic
         seq_kept = kept_kernels(seq.jobs[job.name])
         agree = [sum(kept_kernels(r.jobs[job.name]).get(t) == h for t, h in seq_kept.items())
                  for r in done]
-        rows.append([job.name, f"{lat['sequential']:.2f}",
-                     *[f"{lat[w]:.2f}" if w in lat else "-" for w in ratios if w != "again"],
-                     *cells,
+        rows.append([job.name, f"{lat['sequential']:.2f}", *cells,
                      "yes" if same and len(done) == len(again) else "**no**",
                      ", ".join(f"{n}/{len(seq_kept)}" for n in agree),
                      ", ".join(f"{r.makespan:.0f} s" for r in again)])
-    rows.append(["**geomean**", "", "", "", *[f"**{geomean(v):.3f}**" for v in ratios.values()],
+    rows.append(["**geomean**", "", *[f"**{geomean(v):.3f}**" for v in ratios.values()],
                  "", "", ""])
     return ("final latency with the same candidates (sequential's rounds replayed)", header, rows)
 

@@ -12,7 +12,7 @@ import tarfile
 import zlib
 from pathlib import Path
 
-from simpletvm.errors import JobDirError
+from simpletvm.errors import JobDirError, last_line
 from simpletvm.jobdir import JobDir
 
 KINDS = ("state", "result")
@@ -44,14 +44,35 @@ def unpack(data: bytes, dest: Path) -> list[str]:
     A write that fails (disk full, read-only or missing directory) is named as such."""
     try:
         dest.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:  # what pack() writes
             names = tar.getnames()
             tar.extractall(dest, filter="data")  # refuses absolute paths, .., links outside
     except OSError as exc:
         if exc.errno is None:  # gzip's BadGzipFile: the bundle, not our disk
-            raise JobDirError(f"job bundle is corrupt or unsafe: {exc}") from exc
+            raise _corrupt(exc) from exc
         where = f" ({exc.filename})" if exc.filename else ""
         raise JobDirError(f"cannot write job files under {dest}: {exc.strerror}{where}") from exc
     except (tarfile.TarError, EOFError, zlib.error) as exc:
-        raise JobDirError(f"job bundle is corrupt or unsafe: {exc}") from exc
+        raise _corrupt(exc) from exc
     return names
+
+
+def verify(data: bytes) -> list[str]:
+    """The member names of a bundle that `unpack` would accept, read to the end without
+    writing anything; JobDirError (one line) for a corrupt, truncated or unsafe one."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            members = tar.getmembers()
+            for member in members:
+                tarfile.data_filter(member, "/bundle")  # the check extractall(filter=) makes
+                stream = tar.extractfile(member) if member.isfile() else None
+                while stream is not None and stream.read(1 << 20):
+                    pass
+    except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
+        raise _corrupt(exc) from exc
+    return [m.name for m in members]
+
+
+def _corrupt(exc: BaseException) -> JobDirError:
+    return JobDirError(f"job bundle is corrupt or unsafe ({last_line(exc) or type(exc).__name__})"
+                       ": send a gzipped tar as bundle.pack makes it")

@@ -9,29 +9,43 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 
 class BlobStore:
-    """Atomic whole-file writes and reads under one root."""
+    """Atomic whole-file writes and reads under one root.
+
+    A write is two steps so that the slow one needs no lock: `stage` writes and fsyncs the
+    bytes to a new file, `commit` renames it into place."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
+        for leftover in self.root.glob(".incoming-*"):  # staged before a crash, never committed
+            leftover.unlink(missing_ok=True)
 
     def path(self, job_id: str, name: str) -> Path:
         return self.root / job_id / name
 
-    def put(self, job_id: str, name: str, data: bytes) -> Path:
-        target = self.path(job_id, name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
+    def stage(self, data: bytes) -> Path:
+        """Write `data` to a new file under the root and fsync it."""
+        staged = self.root / f".incoming-{uuid.uuid4().hex}"
+        with open(staged, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        tmp.replace(target)
+        return staged
+
+    def commit(self, staged: Path, job_id: str, name: str) -> Path:
+        """Move a staged file into place, replacing any older one atomically."""
+        target = self.path(job_id, name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staged.replace(target)
         return target
+
+    def put(self, job_id: str, name: str, data: bytes) -> Path:
+        return self.commit(self.stage(data), job_id, name)
 
     def get(self, job_id: str, name: str) -> bytes | None:
         try:

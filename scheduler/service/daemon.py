@@ -412,28 +412,33 @@ class Daemon:
     # ------------------------------------------------------------------ client API
     def submit(self, record: JobRecord, model: bytes) -> JobRecord:
         """Register a validated job (idempotent on request_id) and hand it to the core."""
-        with self.lock:
-            if record.request_id:
-                record.request_id = f"{record.user}/{record.request_id}"  # scoped per user
-                existing = self.store.job_by_request(record.request_id)
-                if existing is not None:
-                    return self.jobs[existing["job_id"]]
-            record.job_id = record.job_id or f"job-{uuid.uuid4().hex[:10]}"
-            record.submitted_at = self.config.clock()
-            if model:
-                self.blobs.put(record.job_id, "model.onnx", model)
-                record.uploaded_model = True
-            self.jobs[record.job_id] = record
-            with self.store.transaction() as tx:
-                tx.put_job(record.to_dict())
-            kind = "cuda" if record.target.get("kind") == "cuda" else "llvm"
-            spec = CoreJobSpec(record.job_id, user=record.user, priority=record.priority,
-                               target_kind=kind, trials=record.trials,
-                               batch_size=record.batch_size,
-                               latency_goal_us=record.latency_goal_us,
-                               demand_overrides=profile_demand(record.target))
-            self._handle(JobSubmitted(spec, cause=record.request_id or record.job_id))
-            return self.jobs[record.job_id]
+        staged = self.blobs.stage(model) if model else None  # the fsync, outside the lock
+        try:
+            with self.lock:
+                if record.request_id:
+                    record.request_id = f"{record.user}/{record.request_id}"  # scoped per user
+                    existing = self.store.job_by_request(record.request_id)
+                    if existing is not None:
+                        return self.jobs[existing["job_id"]]
+                record.job_id = record.job_id or f"job-{uuid.uuid4().hex[:10]}"
+                record.submitted_at = self.config.clock()
+                if staged is not None:
+                    self.blobs.commit(staged, record.job_id, "model.onnx")
+                    record.uploaded_model = True
+                self.jobs[record.job_id] = record
+                with self.store.transaction() as tx:
+                    tx.put_job(record.to_dict())
+                kind = "cuda" if record.target.get("kind") == "cuda" else "llvm"
+                spec = CoreJobSpec(record.job_id, user=record.user, priority=record.priority,
+                                   target_kind=kind, trials=record.trials,
+                                   batch_size=record.batch_size,
+                                   latency_goal_us=record.latency_goal_us,
+                                   demand_overrides=profile_demand(record.target))
+                self._handle(JobSubmitted(spec, cause=record.request_id or record.job_id))
+                return self.jobs[record.job_id]
+        finally:
+            if staged is not None:
+                staged.unlink(missing_ok=True)  # committed: gone already; a duplicate: dropped
 
     def get(self, job_id: str) -> JobRecord:
         record = self.jobs.get(job_id)
@@ -564,6 +569,14 @@ class Daemon:
             lease = self.core.leases.get(lease_id)
             return lease is not None and lease.epoch == epoch
 
+    def _live_job(self, job_id: str, lease_id: str, epoch: int) -> JobRecord:
+        with self.lock:
+            record = self.get(job_id)
+            if not self.lease_is_live(lease_id, epoch):
+                raise FailedPrecondition(f"lease {lease_id} epoch {epoch} is not live: "
+                                         "bundle rejected")
+            return record
+
     def job_bundle(self, job_id: str) -> tuple[bytes, int]:
         """The job's latest state bundle and its version; an initial one before extract."""
         from scheduler.service.convert import initial_bundle
@@ -580,17 +593,24 @@ class Daemon:
                      data: bytes) -> None:
         if self.stopping.is_set():
             raise FailedPrecondition("the scheduler is shutting down: retry after it restarts")
-        with self.lock:
-            record = self.get(job_id)
-            if not self.lease_is_live(lease_id, epoch):
-                raise FailedPrecondition(f"lease {lease_id} epoch {epoch} is not live: "
-                                         "bundle rejected")
-            if kind == "state":
-                self.blobs.put(job_id, "state.tar.gz", data)
-                record.state_version = version
-            elif kind == "result":
-                self.blobs.put(job_id, "result.tar.gz", data)
-            else:
-                raise InvalidRequest(f"unknown bundle kind {kind!r}")
-            with self.store.transaction() as tx:
-                tx.put_job(record.to_dict())
+        if kind not in ("state", "result"):
+            raise InvalidRequest(f"unknown bundle kind {kind!r}: use state or result")
+        from simpletvm.bundle import verify
+        from simpletvm.errors import JobDirError
+
+        self._live_job(job_id, lease_id, epoch)
+        try:  # a bad bundle must not replace the job's last good one
+            verify(data)
+        except JobDirError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        staged = self.blobs.stage(data)  # the fsync, outside the lock
+        try:
+            with self.lock:
+                record = self._live_job(job_id, lease_id, epoch)
+                self.blobs.commit(staged, job_id, f"{kind}.tar.gz")
+                if kind == "state":
+                    record.state_version = version
+                with self.store.transaction() as tx:
+                    tx.put_job(record.to_dict())
+        finally:
+            staged.unlink(missing_ok=True)  # committed: gone already; refused: dropped

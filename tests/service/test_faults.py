@@ -268,6 +268,28 @@ def test_silent_runner_loses_its_lease_and_its_late_result_is_rejected(tmp_path:
             late.stub.UploadBundle(iter([pb.UploadBundleRequest(header=header)]), timeout=10)
         assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "not live" in refused.value.details()
+        # under the live lease, a good state bundle is taken; a corrupt (here: truncated) one is
+        # refused with one line, and the job keeps the good one
+        def fetch() -> bytes:
+            return b"".join(c.data for c in late.stub.FetchBundle(
+                pb.FetchBundleRequest(job_id=job), timeout=10))
+
+        def upload(data: bytes) -> None:
+            header = pb.UploadHeader(job_id=job, lease_id=new.lease.lease_id,
+                                     epoch=new.lease.epoch, kind="state", state_version=1)
+            late.stub.UploadBundle(iter([pb.UploadBundleRequest(header=header),
+                                         pb.UploadBundleRequest(chunk=pb.FileChunk(data=data))]),
+                                   timeout=10)
+
+        good = fetch()
+        upload(good)
+        assert fetch() == good  # stored verbatim, no longer built afresh
+        with pytest.raises(grpc.RpcError) as corrupt:
+            upload(good[:len(good) // 2])
+        assert corrupt.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "job bundle is corrupt" in corrupt.value.details()
+        assert "\n" not in corrupt.value.details()
+        assert fetch() == good
         assert health(address) == "SERVING"
     finally:
         for r in (raw, late):

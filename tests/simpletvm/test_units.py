@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 
 import pytest
 
 import simpletvm
-from simpletvm import zoo
+from simpletvm import bundle, zoo
 from simpletvm.cores import format_ids, parse_ids
 from simpletvm.errors import JobDirError, ModelError, TargetError
 from simpletvm.jobdir import JobDir, JobSpec, Progress, TaskInfo, TaskProgress, read_json
@@ -94,6 +96,26 @@ def test_missing_and_corrupt_manifests(tmp_path) -> None:
         read_json(tmp_path / "job.json")
     (tmp_path / "ok.json").write_text(json.dumps({"a": 1}))
     assert read_json(tmp_path / "ok.json") == {"a": 1}
+
+
+def test_bad_bundles_are_refused_in_one_line(tmp_path) -> None:
+    job = JobDir(tmp_path / "job")
+    job.root.mkdir()
+    (job.root / "job.json").write_text(json.dumps({"name": "x"}))
+    good = bundle.pack(job, "state")
+    assert bundle.verify(good) == ["job.json"]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        member = tarfile.TarInfo("../escape.json")
+        member.size = 2
+        tar.addfile(member, io.BytesIO(b"{}"))
+    for bad, why in [(b"", "empty file"), (b"not a tar", "not a gzip file"),
+                     (good[: len(good) // 2], "ended before"),
+                     (buf.getvalue(), "outside the destination")]:
+        for check in (bundle.verify, lambda d: bundle.unpack(d, tmp_path / "out")):
+            with pytest.raises(JobDirError, match=f"corrupt or unsafe \\(.*{why}") as err:
+                check(bad)
+            assert "\n" not in str(err.value)
 
 
 def _pinned_profile(target: dict, cores: list[int], out: object) -> None:
