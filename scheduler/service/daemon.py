@@ -47,6 +47,11 @@ from scheduler.service.gate import PauseGate
 from scheduler.service.records import MAX_MODEL_BYTES, JobRecord
 from scheduler.service.store import Store
 
+# imported with the daemon, not in the first upload's handler, where importing simpletvm (numpy)
+# would hold the GIL for a second while every other RPC waits
+from simpletvm.bundle import verify as verify_bundle
+from simpletvm.errors import JobDirError
+
 log = logging.getLogger(__name__)
 
 STAGE_TIMEOUTS_S = {"extract": 900.0, "search": 3600.0, "build": 3600.0, "profile": 3600.0,
@@ -586,8 +591,10 @@ class Daemon:
             data = self.blobs.get(job_id, "state.tar.gz")
             if data is not None and record.state_version >= 0:
                 return data, record.state_version
-            model = self.blobs.get(job_id, "model.onnx") if record.uploaded_model else None
-            return initial_bundle(record, model), -1
+            record = JobRecord.from_dict(record.to_dict())
+        # built outside the lock (a zoo model is generated here); the model blob never changes
+        model = self.blobs.get(job_id, "model.onnx") if record.uploaded_model else None
+        return initial_bundle(record, model), -1
 
     def store_bundle(self, job_id: str, lease_id: str, epoch: int, kind: str, version: int,
                      data: bytes) -> None:
@@ -595,12 +602,9 @@ class Daemon:
             raise FailedPrecondition("the scheduler is shutting down: retry after it restarts")
         if kind not in ("state", "result"):
             raise InvalidRequest(f"unknown bundle kind {kind!r}: use state or result")
-        from simpletvm.bundle import verify
-        from simpletvm.errors import JobDirError
-
         self._live_job(job_id, lease_id, epoch)
         try:  # a bad bundle must not replace the job's last good one
-            verify(data)
+            verify_bundle(data)
         except JobDirError as exc:
             raise InvalidRequest(str(exc)) from exc
         staged = self.blobs.stage(data)  # the fsync, outside the lock
