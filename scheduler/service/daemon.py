@@ -49,6 +49,7 @@ from scheduler.service.store import Store
 
 # imported with the daemon, not in the first upload's handler, where importing simpletvm (numpy)
 # would hold the GIL for a second while every other RPC waits
+from simpletvm.bundle import KINDS as BUNDLE_KINDS
 from simpletvm.bundle import verify as verify_bundle
 from simpletvm.errors import JobDirError
 
@@ -600,8 +601,9 @@ class Daemon:
                      data: bytes) -> None:
         if self.stopping.is_set():
             raise FailedPrecondition("the scheduler is shutting down: retry after it restarts")
-        if kind not in ("state", "result"):
-            raise InvalidRequest(f"unknown bundle kind {kind!r}: use state or result")
+        if kind not in BUNDLE_KINDS:
+            raise InvalidRequest(f"unknown bundle kind {kind!r}: use one of "
+                                 f"{', '.join(BUNDLE_KINDS)}")
         self._live_job(job_id, lease_id, epoch)
         try:  # a bad bundle must not replace the job's last good one
             verify_bundle(data)
