@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from scheduler.sim import (
     cpu_hosts_scenario,
     gpu_host_scenario,
     huge_scenario,
+    small_host_scenario,
 )
 
 COLUMNS = ["scenario", "policy", "makespan s", "LB s", "mk/LB", "mean JCT s", "dev busy%",
@@ -37,13 +39,17 @@ COLUMNS = ["scenario", "policy", "makespan s", "LB s", "mk/LB", "mean JCT s", "d
 
 def run_one(make: Callable[[], Scenario], policy: str) -> dict:
     """Simulate one scenario under one policy; return a table row. "interleaved/cores" is
-    interleaved with llvm profiles owning only their cores (cpu_profile_exclusivity)."""
+    interleaved with llvm profiles owning only their cores (cpu_profile_exclusivity);
+    "predictive/narrow" is predictive without widening (policy option widen=False)."""
     scenario = make()
     label = policy
     if policy.endswith("/cores"):
         policy = policy.removesuffix("/cores")
         scenario.config = replace(scenario.config, cpu_profile_exclusivity="cores")
         scenario.jobs = [replace(m, cpu_profile_exclusivity="cores") for m in scenario.jobs]
+    if policy.endswith("/narrow"):
+        policy = policy.removesuffix("/narrow")
+        scenario.config = replace(scenario.config, policy_options={"widen": False})
     started = time.perf_counter()
     result = Simulator(scenario, policy, timer=time.perf_counter).run()
     wall = time.perf_counter() - started
@@ -57,6 +63,24 @@ def run_one(make: Callable[[], Scenario], policy: str) -> dict:
         "core dec/s": result.decisions / max(result.core_seconds, 1e-9),
         "e2e dec/s": result.decisions / max(wall, 1e-9), "wall s": wall,
     }
+
+
+def run_seeds(make: Callable[[int], Scenario], policy: str, seeds: int) -> dict:
+    """`run_one` over scenario seeds 0..seeds-1: the mean of every number, "mk/LB" also as
+    its worst seed ("mk/LB max"), done and decisions summed."""
+    rows = [run_one(lambda seed=seed: make(seed), policy) for seed in range(seeds)]
+    out = {"scenario": f"{rows[0]['scenario']}, {seeds} seeds", "policy": policy}
+    for key in COLUMNS[2:]:
+        values = [r[key] for r in rows]
+        if key == "done":
+            out[key] = f"{sum(int(v.split('/')[0]) for v in values)}/" \
+                       f"{sum(int(v.split('/')[1]) for v in values)}"
+        elif key == "decisions":
+            out[key] = sum(values)
+        else:
+            out[key] = statistics.fmean(values)
+    out["mk/LB"] = f"{out['mk/LB']:.3f} max {max(r['mk/LB'] for r in rows):.3f}"
+    return out
 
 
 def _fmt(value: object) -> str:
@@ -110,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         (cpu_hosts_scenario, [*policies, "interleaved/cores"]),
         (lambda: huge_scenario(hosts=hosts, jobs=jobs), huge_policies),
     ]
-    rows = []
+    rows = [run_seeds(small_host_scenario, policy, 20)
+            for policy in [*policies, "predictive/narrow"] if policy != "shared"]
     for make, names in plan:
         for policy in names:
             rows.append(run_one(make, policy))

@@ -16,6 +16,7 @@ from .scenarios import (
     gpu_host_scenario,
     huge_scenario,
     mixed_scenario,
+    small_host_scenario,
 )
 from .simulator import Simulator
 
@@ -36,4 +37,5 @@ __all__ = [
     "huge_scenario",
     "lower_bound",
     "mixed_scenario",
+    "small_host_scenario",
 ]

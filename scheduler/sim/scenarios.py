@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 
 from ..core.config import SchedulerConfig
 from ..core.jobs import JobSpec
-from .mockjob import CPU_HOST_TIMES, GPU_HOST_TIMES, MockJob
+from .mockjob import CPU_HOST_TIMES, GPU_HOST_TIMES, MockJob, StageTimes
 
 __all__ = [
     "HostSpec",
@@ -16,6 +16,7 @@ __all__ = [
     "gpu_host_scenario",
     "huge_scenario",
     "mixed_scenario",
+    "small_host_scenario",
 ]
 
 
@@ -105,6 +106,28 @@ def huge_scenario(hosts: int = 1000, jobs: int = 10000, seed: int = 3) -> Scenar
     mocks += _jobs(n_cuda, rng, kind="cuda", trials=(128,), users=50, prefix="gpu",
                    fail_rate=0.005, arrival_span=60.0)
     return Scenario(f"{hosts} hosts, {jobs} jobs", specs, mocks)
+
+
+# bench_ways.py's three jobs on this 2-core machine (bench/results/spans.json, run 3): seconds
+# of one 16-candidate round with both cores; search is the job's own (conv2d's is 5x the
+# others'), each drawn within x0.6-1.6 of it per scenario seed to mimic search luck.
+_SMALL_HOST_SEARCH = (("matmul", 3.0), ("conv2d", 15.0), ("mlp", 3.3))
+
+
+def small_host_scenario(seed: int = 5) -> Scenario:
+    """One 2-core llvm host and the evaluation's three jobs (64 trials in rounds of 16, all
+    placed at once): one job's chain dominates, so who gets the second core matters."""
+    rng = random.Random(seed)
+    jobs = []
+    for name, search in _SMALL_HOST_SEARCH:
+        search *= rng.uniform(0.6, 1.6)
+        times = StageTimes(extract=(0.15, 0.25), search=(search * 0.85, search * 1.15),
+                           build=(1.6, 4.0), profile=(2.4, 2.8), learn=(0.3, 1.0),
+                           compile=(2.2, 4.2))
+        spec = JobSpec(name, user="bench", target_kind="llvm", trials=64, batch_size=16)
+        jobs.append(MockJob(spec, times, seed=rng.randrange(1 << 30)))
+    return Scenario("2-core host, 3 jobs", [HostSpec("small", cores=2)], jobs,
+                    config=SchedulerConfig(lease_ttl_s=None, jobs_per_host=3))
 
 
 def mixed_scenario(seed: int = 4, jobs: int = 12) -> Scenario:

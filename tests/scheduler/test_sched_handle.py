@@ -508,3 +508,48 @@ def test_backfill_while_a_host_profile_waits(policy: str) -> None:
         assert feed(s, finished(starts(out)[0]), 10.4) == []
     out = feed(s, finished(s2), 11.54)
     assert starts(out)[0].kind == "profile" and len(starts(out)) == 1
+
+
+
+def _long_job_ready(widen: bool, queued: bool, learnt: float = 30.6) -> tuple[
+        SchedulerState, StartStage, list[Command]]:
+    """j1 (4 rounds, its search measured at 40 core-seconds) and j2 (1 round) on 2 cores.
+    Returns the state, j2's extract and what the core did when j1's second search became
+    ready with one core free."""
+    s = make_state("predictive", jobs_per_host=2, policy_options={"widen": widen})
+    feed(s, llvm_runner(cores=2), 0.0)
+    x1 = starts(feed(s, submit("j1", trials=64, batch_size=16), 0.0))[0]
+    s1 = starts(feed(s, finished(x1), 0.2))[0]
+    assert s1.lease.core_ids == (0, 1)  # alone: search takes both cores
+    b1 = starts(feed(s, finished(s1, {"candidates": 16}), 20.2))[0]  # 40 core-seconds
+    assert starts(feed(s, submit("j2", trials=16, batch_size=16), 21.0)) == []  # cores busy
+    if queued:  # a third job waits for room on the host
+        assert starts(feed(s, submit("j3", trials=16, batch_size=16), 21.0)) == []
+    p1 = starts(feed(s, finished(b1), 24.95))[0]  # 7.5 core-seconds on 2 cores
+    assert (p1.job_id, p1.kind) == ("j1", "profile")
+    learn, x2 = starts(feed(s, finished(p1, {"trials": 16, "best_latency_us": 9.0}), 30.55))
+    assert [(c.job_id, c.kind, c.lease.core_ids) for c in (learn, x2)] == [
+        ("j1", "learn", (0,)), ("j2", "extract", (1,))]
+    return s, x2, feed(s, finished(learn), learnt)
+
+
+def test_longest_job_waits_for_the_cores_its_search_can_use() -> None:
+    """j1's search on the one free core would end at 30.6 + 40 = 70.6; waiting for j2's
+    extract (expected to end at 30.75) and then taking both cores ends it at 50.75."""
+    s, x2, out = _long_job_ready(widen=True, queued=False)
+    assert starts(out) == []
+    out = feed(s, finished(x2), 30.75)
+    assert [(c.job_id, c.kind, c.lease.core_ids) for c in starts(out)] == [
+        ("j1", "search", (0, 1))]  # j2's search waits for a core
+
+
+@pytest.mark.parametrize(("widen", "queued", "learnt"), [
+    (False, False, 30.6), (True, True, 30.6), (True, False, 30.8)])
+def test_widening_off_jobs_queued_or_blocker_overdue_starts_the_search_narrow(
+        widen: bool, queued: bool, learnt: float) -> None:
+    """Without widening, while jobs wait for room (throughput, not one job's chain, sets the
+    makespan), or once j2's extract has outrun its estimate (30.75: nothing says when it will
+    end), the search starts at once on the free core."""
+    _, _, out = _long_job_ready(widen, queued, learnt)
+    assert [(c.job_id, c.kind, c.lease.core_ids) for c in starts(out)] == [
+        ("j1", "search", (0,))]

@@ -148,6 +148,8 @@ def test_policy_registry() -> None:
         get_policy("random")
     with pytest.raises(ConfigError):
         get_policy("predictive", order="fifo")
+    with pytest.raises(ConfigError, match="widen must be true or false"):
+        get_policy("predictive", widen="yes")
     s = core.SchedulerState(SchedulerConfig(policy="sequential"))
     assert s.policy.name == "sequential"
     assert core.SchedulerState(policy=get_policy("shared")).policy.name == "shared"

@@ -5,7 +5,8 @@ shared       no control: every stage starts at once, cores oversubscribed, profi
              exclusive (the scheduler-less baseline)
 interleaved  load-aware: profiles exclusive, other jobs' CPU stages fill the gaps
 predictive   interleaved plus stage-time estimates: backfills while a profile waits for its
-             host to drain, and ranks work by expected remaining time
+             host to drain, ranks work by expected remaining time, and lets the job with the
+             most left wait briefly for the cores its stage can use (widening)
 """
 
 from __future__ import annotations

@@ -54,7 +54,13 @@ class InterleavedPolicy(Policy):
                     return out + self.while_draining(state, host, scratch, others, now)
                 elif self._device_free(scratch, host, job, demand):
                     scratch.reserved_cores += demand.min_cores
+        return out + self.fill(state, host, scratch, others, now)
+
+    def fill(self, state: SchedulerState, host: Host, scratch: Scratch, others: list[Job],
+             now: float) -> list[Placement]:
+        """CPU stages on the cores left: best first, each taking as many as it can use."""
         sharing = len(host.jobs)
+        out = []
         for job in self.order(state, others, now):
             placement = scratch.fit_any(job, host, job.demands[job.stage.kind], sharing)
             if placement is not None:

@@ -9,10 +9,17 @@
   (default) the job with the most left goes first, which keeps the critical chain moving and
   the devices busy to the end (makespan); order="srpt" favours the shortest (mean completion
   time). The bonus is bounded, so aging still prevents starvation.
+- Widening (`widen`, default on): a stage keeps the cores it starts with, so the job with the
+  most expected work left must not start a multi-core stage on a sliver when the cores it can
+  use are about to free. If fewer cores are free than its stage can use, and waiting for the
+  running leases it needs is expected to end that stage sooner than starting narrow now, its
+  stage waits for them; meanwhile other stages only backfill the free cores if they are
+  expected to end before those cores come.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
@@ -22,6 +29,7 @@ from .interleaved import InterleavedPolicy
 
 if TYPE_CHECKING:
     from ..jobs import Job
+    from ..leases import Lease
     from ..state import SchedulerState
 
 __all__ = ["PredictivePolicy"]
@@ -33,13 +41,17 @@ class PredictivePolicy(InterleavedPolicy):
     name = "predictive"
 
     def __init__(self, order: str = "lrpt", remaining_weight: float = 2.0,
-                 **options: Any) -> None:
+                 widen: bool = True, **options: Any) -> None:
         if order not in ("lrpt", "srpt"):
             raise ConfigError(f"predictive order must be 'lrpt' or 'srpt', not {order!r}")
         if remaining_weight < 0:
             raise ConfigError("remaining_weight must be >= 0")
-        super().__init__(order=order, remaining_weight=remaining_weight, **options)
+        if not isinstance(widen, bool):
+            raise ConfigError(f"predictive widen must be true or false, not {widen!r}")
+        super().__init__(order=order, remaining_weight=remaining_weight, widen=widen,
+                         **options)
         self._weight = (-1.0 if order == "lrpt" else 1.0) * remaining_weight
+        self._widen = widen
 
     def order(self, state: SchedulerState, jobs: list[Job], now: float) -> list[Job]:
         """Best first by score plus the remaining-time bonus (see the module docstring)."""
@@ -57,29 +69,96 @@ class PredictivePolicy(InterleavedPolicy):
     def while_draining(self, state: SchedulerState, host: Host, scratch: Scratch,
                        others: list[Job], now: float) -> list[Placement]:
         """CPU stages expected to end before the host's running leases would."""
-        free_at = self._expected_free_at(state, host, now)
+        return self._backfill(state, host, scratch, self.order(state, others, now),
+                              self._expected_free_at(state, host, now), now)
+
+    def fill(self, state: SchedulerState, host: Host, scratch: Scratch, others: list[Job],
+             now: float) -> list[Placement]:
+        """CPU stages best first, unless the job with the most left should wait to start
+        wide (see the module docstring): then only backfilling."""
+        if self._widen and others:
+            held = self._wide_wait(state, host, scratch, others, now)
+            if held is not None:
+                job, until = held
+                rest = [j for j in self.order(state, others, now) if j is not job]
+                return self._backfill(state, host, scratch, rest, until, now)
+        return super().fill(state, host, scratch, others, now)
+
+    def _wide_wait(self, state: SchedulerState, host: Host, scratch: Scratch,
+                   others: list[Job], now: float) -> tuple[Job, float] | None:
+        """(job, when its cores come) if the host's longest job should wait for cores."""
+        estimates = state.estimates
+        jobs = state.jobs
+        longest = max((jobs[j] for j in host.jobs), key=lambda j: (estimates.remaining(j), -j.seq))
+        if longest not in others:
+            return None  # running (a stage keeps its cores) or not ready
+        if longest.spec.target_kind in state.queue.kinds():
+            return None  # jobs wait for hosts: throughput matters, not this job's chain
+        kind = longest.stage.kind
+        demand = longest.demands[kind]
+        work = estimates.work(longest, kind)
+        best: tuple[float, float, float] | None = None  # (narrow end, wide end, cores come)
+        for runner in host.runners_for(longest.spec.target_kind):
+            width = min(demand.max_cores, len(runner.cores))
+            free = len(scratch.free_cores & runner.core_set) - scratch.reserved_cores
+            if free >= width:
+                return None  # it gets all it can use now
+            if free < max(1, min(demand.min_cores, width)):
+                continue  # it cannot start here now anyway
+            until = self._cores_free_at(state, runner.leases, width - free, now)
+            if until is None:
+                continue
+            narrow, wide = now + work / free, until + work / width
+            if best is None or min(narrow, wide) < min(best[:2]):
+                best = (narrow, wide, until)
+        if best is None or best[1] >= best[0]:
+            return None
+        return longest, best[2]
+
+    def _cores_free_at(self, state: SchedulerState, lease_ids: Iterable[str], needed: int,
+                       now: float) -> float | None:
+        """When `needed` more cores are expected to be free, from these leases' expected
+        ends (None if they do not hold that many)."""
+        ends = []
+        for lid in lease_ids:
+            lease = state.leases[lid]
+            end = self._expected_end(state, lease, now)
+            if end > now:  # an overdue stage says nothing about when it will end
+                ends.append((end, len(lease.held_cores)))
+        got = 0
+        for end, cores in sorted(ends):
+            got += cores
+            if got >= needed:
+                return end
+        return None
+
+    def _backfill(self, state: SchedulerState, host: Host, scratch: Scratch, jobs: list[Job],
+                  until: float, now: float) -> list[Placement]:
+        """Stages of `jobs` (in order) expected to end by `until`, on the free cores."""
         out = []
-        for job in self.order(state, others, now):
+        for job in jobs:
             demand = job.demands[job.stage.kind]
             placement = scratch.fit_any(job, host, demand, len(host.jobs))
             if placement is None:
                 continue
             cores = len(placement.core_ids)
-            if now + state.estimates.duration(job, job.stage.kind, cores) <= free_at:
+            if now + state.estimates.duration(job, job.stage.kind, cores) <= until:
                 out.append(placement)
-            else:  # give the cores back to the scratch: it would delay the profile
+            else:  # give the cores back to the scratch: it would delay the waiting stage
                 scratch.free_cores.update(placement.core_ids)
                 scratch.free_memory += placement.memory_mb
         return out
 
-    @staticmethod
-    def _expected_free_at(state: SchedulerState, host: Host, now: float) -> float:
+    @classmethod
+    def _expected_free_at(cls, state: SchedulerState, host: Host, now: float) -> float:
         """When the host's active leases are expected to have ended."""
-        latest = now
-        for lease_id in host.leases:
-            lease = state.leases[lease_id]
-            job = state.jobs[lease.job_id]
-            end = now - lease.running_s(now) + state.estimates.duration(
-                job, job.stage.kind, len(lease.core_ids))
-            latest = max(latest, end)
-        return latest
+        return max((cls._expected_end(state, state.leases[lid], now) for lid in host.leases),
+                   default=now)
+
+    @staticmethod
+    def _expected_end(state: SchedulerState, lease: Lease, now: float) -> float:
+        """When the stage under `lease` is expected to end (not before now)."""
+        job = state.jobs[lease.job_id]
+        left = state.estimates.duration(job, job.stage.kind, len(lease.core_ids)) \
+            - lease.running_s(now)
+        return now + max(0.0, left)
