@@ -90,8 +90,8 @@ class PredictivePolicy(InterleavedPolicy):
         estimates = state.estimates
         jobs = state.jobs
         longest = max((jobs[j] for j in host.jobs), key=lambda j: (estimates.remaining(j), -j.seq))
-        if longest not in others:
-            return None  # running (a stage keeps its cores) or not ready
+        if not any(job is longest for job in others):
+            return None  # running (a stage keeps its cores), not ready, or a profile
         if longest.spec.target_kind in state.queue.kinds():
             return None  # jobs wait for hosts: throughput matters, not this job's chain
         kind = longest.stage.kind
