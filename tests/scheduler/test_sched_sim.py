@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from scheduler.core import JobSpec, StageKind
+from scheduler.core import JobSpec, StageKind, StartStage
 from scheduler.sim import (
     CPU_HOST_TIMES,
     FakeStageExecutor,
@@ -15,6 +17,7 @@ from scheduler.sim import (
     gpu_host_scenario,
     lower_bound,
     mixed_scenario,
+    small_host_scenario,
 )
 
 POLICIES = ["interleaved", "predictive", "sequential", "shared"]
@@ -37,6 +40,27 @@ def test_gpu_host_interleaving_beats_sequential_and_nears_the_bound() -> None:
         assert results[policy].ratio >= 1.0  # exclusive profiles: the bound holds
         assert results[policy].contended_profiles == 0.0
     assert results["shared"].contended_profiles > 0.5
+
+
+def test_small_host_widening_keeps_invariants_and_gives_the_long_job_both_cores() -> None:
+    """The bench's three jobs on 2 cores, six seeds: with widening, most of conv2d's (the
+    longest chain's) searches start on both cores; without it, almost none do."""
+    wide = dict.fromkeys((True, False), 0)
+    searches = 0
+    for seed in range(6):
+        for widen in (True, False):
+            scenario = small_host_scenario(seed)
+            scenario.config = replace(scenario.config, policy_options={"widen": widen})
+            sim = Simulator(scenario, "predictive", check_invariants=True)
+            widths: list[int] = []
+            sim.on_command = lambda now, c, widths=widths: widths.append(
+                len(c.lease.core_ids)) if (isinstance(c, StartStage) and c.job_id == "conv2d"
+                                           and c.kind == "search") else None
+            result = sim.run()
+            assert result.done == 3 and result.ratio >= 1.0
+            wide[widen] += widths.count(2)
+            searches += len(widths) if widen else 0
+    assert searches == 24 and wide[True] >= searches // 2 and wide[True] > 2 * wide[False]
 
 
 def test_cpu_hosts_scenario_small() -> None:
