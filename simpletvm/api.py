@@ -14,6 +14,7 @@ from simpletvm import benchmark, models, tasks, tvmloop, zoo
 from simpletvm.benchmark import Latency
 from simpletvm.errors import SimpleTVMError
 from simpletvm.targets import TargetSpec, device_type, parse_target, to_tvm
+from simpletvm.verification import open_records
 
 
 class SimpleTVM:
@@ -78,15 +79,11 @@ class SimpleTVM:
         return self
 
     def use_records(self, records_dir: str | Path) -> SimpleTVM:
-        """Compile with records of an earlier run (a JSONDatabase folder or a tree of them)."""
-        from tvm.s_tir import meta_schedule as ms
-
-        root = Path(records_dir)
-        dirs = sorted({p.parent for p in root.rglob("database_tuning_record.json")})
-        if not dirs:
-            raise SimpleTVMError(f"no MetaSchedule records under {root}")
-        self._database = ms.database.UnionDatabase(
-            *[ms.database.JSONDatabase(work_dir=str(d)) for d in dirs])
+        """Compile with records of an earlier run (a JSONDatabase folder or a tree of them; a
+        task's `verified/` records win over its search records)."""
+        self._database = open_records(records_dir)
+        if self._database is None:
+            raise SimpleTVMError(f"no MetaSchedule records under {records_dir}")
         self._executable = None
         return self
 

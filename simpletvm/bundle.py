@@ -24,7 +24,8 @@ def _members(job: JobDir, kind: str) -> list[Path]:
         return sorted(p for p in (root / "result").rglob("*") if p.is_file())
     files = [job.spec_path, job.progress_path, job.cost_model_path]
     files += [p for p in (root / "model").glob("*") if p.is_file()]
-    files += [p for p in (root / "tasks").rglob("*") if p.is_file() and ".tmp" not in p.name]
+    files += [p for p in (root / "tasks").rglob("*")
+              if p.is_file() and ".tmp" not in str(p.relative_to(root))]  # half-written
     return [p for p in files if p.exists()]
 
 

@@ -7,6 +7,8 @@
     tasks/NN/task.json        the task's workload (TVM JSON)
     tasks/NN/db/              the task's MetaSchedule JSONDatabase (one writer: the learn stage)
     tasks/NN/measured.txt     structural hashes of every measured candidate
+    tasks/NN/verified/        the task's leading candidates timed again (simpletvm.verification)
+    tasks/NN/verified.json    that verification, pass by pass, and the candidate kept
     cost_model.tar            the job's XGBoost cost model (written by learn, read by search)
     progress.json             Progress: rounds done, trials, per-task best, tuning curve
     rounds/rNNNN/             candidates.json (search), built.json + art/ (build), results.json
@@ -58,6 +60,11 @@ class JobSpec:
     # round, instead of its own (the search still runs, so the stage costs what it did). Two
     # ways of running the same job then measure exactly the same candidates.
     replay: str = ""
+    # Verification (simpletvm.verification): after the search, each task's `verify_top` leading
+    # candidates are timed again together in `verify_passes` interleaved passes; the compiler
+    # takes the fastest of them by that timing. verify_top < 2 turns it off.
+    verify_top: int = 6
+    verify_passes: int = 7
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +97,8 @@ class TaskProgress:
     trials: int = 0
     best_us: float | None = None
     exhausted: bool = False
+    verified: bool = False  # its verification round is committed (even if nothing ran)
+    verified_us: float | None = None  # the kept candidate's verified time
 
 
 @dataclass
@@ -115,8 +124,9 @@ class Progress:
         return cls(tasks=tasks, **rest)
 
     def estimated_latency_us(self, infos: list[TaskInfo]) -> float | None:
-        """Sum of weight x best latency over tasks; None until every task has a measurement."""
-        bests = [t.best_us for t in self.tasks]
+        """Sum of weight x best latency over tasks (verified where verified); None until every
+        task has a measurement."""
+        bests = [t.verified_us if t.verified_us is not None else t.best_us for t in self.tasks]
         if not bests or any(b is None for b in bests):
             return None
         return sum(info.weight * b for info, b in zip(infos, bests, strict=True))

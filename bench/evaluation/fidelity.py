@@ -4,6 +4,8 @@ For every round of every job: rebuild its candidates in a scratch copy of the jo
 profile them on a quiet machine (the same stage code); then the batch's Spearman rank agreement
 with what the way measured, and each candidate's coefficient of variation over its samples.
 Final latency: each job compiled with the way's records and timed alone, round-robin over ways.
+Verification rounds are not batches of the search: they are left out of the fidelity numbers,
+and what they did is reported apart (`verification_effect`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from scipy.stats import spearmanr
 
+from simpletvm import verification
 from simpletvm.driver import run_checked
 from simpletvm.executor import StageExecutor, StageRequest
 from simpletvm.jobdir import read_json
@@ -29,18 +32,23 @@ class Fidelity:
     spearman: list[float] = field(default_factory=list)  # one per batch of >= 3 candidates
     cvs: list[float] = field(default_factory=list)  # one per candidate measured during the run
     inflation: list[float] = field(default_factory=list)  # run median / isolated median
-    # task -> (run median, isolated median) of every candidate measured for it
-    pairs: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
+    # task -> (run median, isolated median, hash) of every candidate searched for it
+    pairs: dict[int, list[tuple[float, float, str]]] = field(default_factory=dict)
+    kept: dict[int, str] = field(default_factory=dict)  # task -> the hash the compiler gets
+    # per verified task: (verification changed the search's pick, the search's pick over the
+    # kept candidate, both at their verified times)
+    verification: list[tuple[bool, float]] = field(default_factory=list)
 
     @property
     def regret(self) -> float | None:
-        """The kernel the way's own timings made best, timed alone, over the best kernel among
+        """The kernel the way kept (after verification), timed alone, over the best kernel among
         everything it measured, timed alone; the worst task. 1.0: its measurements cost nothing.
         Free of search luck: both kernels come from the same candidates."""
         worst = None
-        for pairs in self.pairs.values():
-            kept = min(pairs)[1]
-            best = min(b for _, b in pairs)
+        for task, pairs in self.pairs.items():
+            alone = {h: b for _, b, h in pairs}
+            kept = alone.get(self.kept.get(task, ""), min(pairs)[1])
+            best = min(alone.values())
             if best > 0:
                 worst = max(worst or 0.0, kept / best)
         return worst
@@ -63,10 +71,11 @@ def remeasure(job_dir: Path, scratch: Path, executor: StageExecutor,
     """Rebuild and re-profile every round of `job_dir` alone; compare with the run's results."""
     shutil.rmtree(scratch, ignore_errors=True)
     shutil.copytree(job_dir, scratch, ignore=shutil.ignore_patterns("art", "result", "*.tar"))
-    fid = Fidelity()
+    fid = Fidelity(kept=kept_kernels(job_dir), verification=verification_effect(job_dir))
     for round_dir in sorted((job_dir / "rounds").glob("r*")):
         results_path = round_dir / "results.json"
-        if not results_path.exists():
+        plan = read_json(round_dir / "candidates.json")
+        if not results_path.exists() or verification.is_verify_plan(plan):
             continue
         ran = read_json(results_path)["results"]
         fid.cvs += [c for c in (_cv(r.get("run_secs")) for r in ran) if c is not None]
@@ -74,13 +83,13 @@ def remeasure(job_dir: Path, scratch: Path, executor: StageExecutor,
         for stage in ("build", "profile"):
             run_checked(executor, StageRequest(stage, str(scratch), round_, cores))
         alone = read_json(scratch / "rounds" / round_dir.name / "results.json")["results"]
-        pairs = [(a, b) for a, b in ((_median_secs(x), _median_secs(y))
-                                     for x, y in zip(ran, alone, strict=True))
+        pairs = [(a, b, c["hash"]) for a, b, c in
+                 ((_median_secs(x), _median_secs(y), c)
+                  for x, y, c in zip(ran, alone, plan["candidates"], strict=True))
                  if a is not None and b is not None]
-        fid.inflation += [a / b for a, b in pairs if b > 0]
-        task = read_json(round_dir / "candidates.json").get("task")
-        if task is not None:
-            fid.pairs.setdefault(int(task), []).extend(pairs)
+        fid.inflation += [a / b for a, b, _ in pairs if b > 0]
+        if plan.get("task") is not None:
+            fid.pairs.setdefault(int(plan["task"]), []).extend(pairs)
         if len(pairs) >= 3:
             rho = spearmanr([p[0] for p in pairs], [p[1] for p in pairs]).statistic
             if rho == rho:  # NaN when one side is constant
@@ -117,24 +126,49 @@ def final_latencies(model: str, target: dict[str, Any], record_dirs: dict[str, P
     return {way: statistics.median(v) for way, v in samples.items()}
 
 
+def _verified(job_dir: Path) -> dict[int, dict[str, Any]]:
+    """Task index -> its verification summary, for the tasks that have one."""
+    out = {}
+    for task_dir in sorted((job_dir / "tasks").glob("[0-9]*")):
+        summary = verification.kept(task_dir)
+        if summary is not None and summary["kept"] is not None:
+            out[int(task_dir.name)] = summary
+    return out
+
+
+def verification_effect(job_dir: Path) -> list[tuple[bool, float]]:
+    """Per verified task: whether verification kept another candidate than the search's pick,
+    and the search's pick over the kept one, both as verification timed them."""
+    effect = []
+    for summary in _verified(job_dir).values():
+        timed = [c for c in summary["candidates"] if c["verified_us"] is not None]
+        pick = min(timed, key=lambda c: c["search_us"])
+        kept = next(c for c in timed if c["hash"] == summary["kept"])
+        effect.append((pick["hash"] != kept["hash"], pick["verified_us"] / kept["verified_us"]))
+    return effect
+
+
 def kept_kernels(job_dir: Path) -> dict[int, str]:
-    """Per task, the hash of the candidate with the least mean run time: what the records
-    database hands the compiler."""
+    """Per task, the hash of the candidate the records database hands the compiler: the
+    verified pick where the task was verified, else the least mean run time searched."""
     best: dict[int, tuple[float, str]] = {}
     for d in sorted((job_dir / "rounds").glob("r*")):
-        if not (d / "results.json").exists():
-            continue
         plan = read_json(d / "candidates.json")
+        if not (d / "results.json").exists() or verification.is_verify_plan(plan):
+            continue
         results = read_json(d / "results.json")["results"]
         for cand, res in zip(plan["candidates"], results, strict=True):
             if res.get("run_secs") and plan.get("task") is not None:
                 mean = statistics.fmean(res["run_secs"])
                 if mean < best.get(int(plan["task"]), (math.inf, ""))[0]:
                     best[int(plan["task"])] = (mean, cand["hash"])
-    return {task: h for task, (_, h) in best.items()}
+    kept = {task: h for task, (_, h) in best.items()}
+    return kept | {task: s["kept"] for task, s in _verified(job_dir).items()}
 
 
 def measured_candidates(job_dir: Path) -> list[list[str]]:
-    """The structural hashes a job measured, round by round."""
-    return [[c["hash"] for c in read_json(d / "candidates.json")["candidates"]]
-            for d in sorted((job_dir / "rounds").glob("r*"))]
+    """The structural hashes a job searched, round by round (verification rounds left out:
+    each way verifies its own leading candidates)."""
+    plans = [read_json(d / "candidates.json") for d in sorted((job_dir / "rounds").glob("r*"))]
+    return [[c["hash"] for c in p["candidates"]] for p in plans
+            if not verification.is_verify_plan(p)]

@@ -127,24 +127,31 @@ def write_fragment(path: Path, sections: list[tuple[str, str]]) -> Path:
 
 
 def fidelity_summary(fid: dict[str, dict[str, Fidelity]]) -> list[list[str]]:
-    """Rows: way, job, batches, Spearman min/mean, candidates, CV median/p90."""
+    """Rows: way, job, batches, Spearman min/mean, candidates, CV median/p90, regret, what
+    verification changed."""
     rows = []
     for way, jobs in fid.items():
         for job, f in jobs.items():
             cvs = sorted(f.cvs)
             p90 = cvs[int(0.9 * (len(cvs) - 1))] if cvs else float("nan")
             regret = f.regret
+            changed = sum(c for c, _ in f.verification)
+            saved = max((r for _, r in f.verification), default=None)
             rows.append([way, job, str(len(f.spearman)),
                          f"{min(f.spearman):.2f}" if f.spearman else "-",
                          f"{statistics.fmean(f.spearman):.2f}" if f.spearman else "-",
                          str(len(f.cvs)),
                          f"{statistics.median(cvs):.1%}" if cvs else "-", f"{p90:.1%}",
-                         f"{regret:.3f}" if regret is not None else "-"])
+                         f"{regret:.3f}" if regret is not None else "-",
+                         f"{changed}/{len(f.verification)}",
+                         f"{saved:.3f}" if saved is not None else "-"])
     return rows
 
 
 FIDELITY_HEADER = ["way", "job", "batches", "Spearman min", "Spearman mean", "candidates",
-                   "CV median", "CV p90", "kept / best, alone (worst task)"]
+                   "CV median", "CV p90", "kept / best, alone (worst task)",
+                   "verification changed the pick (tasks)",
+                   "search's pick / kept, verified (worst task)"]
 
 
 def describe_bound(bound: LowerBound) -> str:

@@ -264,7 +264,8 @@ def next_stage_kind(job: Job, finished: StageKind, result: Mapping[str, Any]) ->
     Understood result keys (simpletvm's stage results and the simulator's):
     profile: `trials` or `measured` (candidates timed; default: the round's batch),
     `best_latency_us`; search: `exhausted` or `done` (no new candidates: tuning ends);
-    learn: `trials_total`, `estimated_latency_us`, `done` (the stage decided tuning is over);
+    learn: `trials_total`, `estimated_latency_us`, `done` (whether tuning is over; without it:
+    when the trial budget is spent or the latency goal met);
     compile: `best_latency_us`.
     """
     if finished is StageKind.PROFILE:
@@ -283,7 +284,9 @@ def next_stage_kind(job: Job, finished: StageKind, result: Mapping[str, Any]) ->
         if "trials_total" in result:  # what the job's records hold: authoritative (a round
             job.trials_done = int(result["trials_total"])  # redone after a move counts once)
         _note_latency(job, result)
-        if result.get("done") or _tuning_over(job):
+        # a learn that says whether tuning is over is trusted: after the budget is spent it may
+        # still want verification rounds (simpletvm.verification)
+        if result["done"] if "done" in result else _tuning_over(job):
             return StageKind.COMPILE
         job.round += 1
         return StageKind.SEARCH

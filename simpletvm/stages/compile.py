@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from simpletvm import benchmark, context, models
+from simpletvm import benchmark, models, verification
 from simpletvm.intrinsics import ensure_intrinsics
 from simpletvm.jobdir import write_json
 from simpletvm.stages.base import StageContext
@@ -27,9 +27,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
     mod = models.load_module(job.model_path)
     specs = models.load_input_specs(job.model_path)
     target = to_tvm(spec.target)
-    union = ms.database.UnionDatabase(*[context.database(job.task_dir(i)) for i in infos])
+    records = verification.open_records(job.root / "tasks")
+    if records is None:
+        records = ms.database.MemoryDatabase()
     t0 = time.perf_counter()
-    tuned = ms.relax_integration.compile_relax(union, mod, target, params=None)
+    tuned = ms.relax_integration.compile_relax(records, mod, target, params=None)
     compile_s = time.perf_counter() - t0
     untuned = relax.build(mod, target=target)
     out = job.result_dir
@@ -47,7 +49,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "speedup": untuned_lat.median_us / tuned_lat.median_us,
         "max_abs_diff_vs_untuned": max_err, "compile_s": compile_s,
         "tasks": [{"name": i.name, "weight": i.weight, "flops": i.flops,
-                   "trials": t.trials, "best_us": t.best_us}
+                   "trials": t.trials, "best_us": t.best_us, "verified_us": t.verified_us}
                   for i, t in zip(infos, progress.tasks, strict=True)],
         "curve": progress.curve, "inputs": [s.to_dict() for s in specs],
         "tvm_version": tvm.__version__,
@@ -58,8 +60,14 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
 
 def _copy_records(job: Any, infos: list[Any]) -> None:
-    """Plain MetaSchedule JSON databases, one folder per task, usable with stock TVM."""
+    """Plain MetaSchedule JSON databases, one folder per task, usable with stock TVM; a verified
+    task's re-timed candidates in its verified/ subfolder (with verified.json), which
+    `SimpleTVM.use_records` prefers."""
     for info in infos:
-        src = job.task_dir(info) / "db"
-        if src.exists():
-            shutil.copytree(src, job.result_dir / "records" / info.dirname, dirs_exist_ok=True)
+        src, out = job.task_dir(info), job.result_dir / "records" / info.dirname
+        if (src / "db").exists():
+            shutil.copytree(src / "db", out, dirs_exist_ok=True)
+        if (src / verification.VERIFIED).exists():
+            shutil.copytree(src / verification.VERIFIED, out / verification.VERIFIED,
+                            dirs_exist_ok=True)
+            shutil.copy2(src / verification.SUMMARY, out / verification.SUMMARY)

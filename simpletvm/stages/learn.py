@@ -1,6 +1,8 @@
 """Stage `learn`: commit the round's measurements to the task database and the cost model.
 
-The only writer of the task's database, measured.txt, cost_model.tar and progress.json.
+The only writer of the task's database, measured.txt, cost_model.tar and progress.json. A
+verification round (simpletvm.verification) goes to the task's verified/ database instead and
+teaches the cost model nothing: its candidates were measured already.
 """
 
 from __future__ import annotations
@@ -11,12 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from simpletvm import context
+from simpletvm import context, verification
 from simpletvm.candidates import to_measure_candidate
-from simpletvm.jobdir import read_json
+from simpletvm.jobdir import read_json, write_json
 from simpletvm.stages.base import StageContext
-
-FAILED_RUN_SECS = 1e10  # what MetaSchedule records for a candidate that did not run
 
 
 def _median(xs: list[float]) -> float:
@@ -25,8 +25,8 @@ def _median(xs: list[float]) -> float:
     return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
 
 
-RECORDS = "db/database_tuning_record.json"
-MEASURED = "measured.txt"
+RECORDS, MEASURED, FAILED_RUN_SECS = (verification.RECORDS, verification.MEASURED,
+                                     verification.FAILED_RUN_SECS)
 
 
 def _truncate_uncommitted(task_dir: Path, committed: dict[str, int]) -> None:
@@ -86,7 +86,13 @@ def run(ctx: StageContext) -> dict[str, Any]:
     batch_best = None
     infos = job.tasks()
     pending = job.cost_model_path.with_name("cost_model.pending.tar")
-    if task is not None and entries:
+    if task is not None and entries and verification.is_verify_plan(plan):
+        info = infos[task]
+        results = read_json(ctx.round_dir / "results.json")["results"]
+        kept = _commit_verified(ctx, job.task_dir(info), info, entries, results)
+        batch_best = kept
+        progress.tasks[task].verified_us = kept
+    elif task is not None and entries:
         info = infos[task]
         task_dir = job.task_dir(info)
         _truncate_uncommitted(task_dir, progress.committed_bytes.get(info.dirname, {}))
@@ -102,10 +108,13 @@ def run(ctx: StageContext) -> dict[str, Any]:
         progress.trials += len(entries)
         if batch_best is not None and (state.best_us is None or batch_best < state.best_us):
             state.best_us = batch_best
+    if task is not None and verification.is_verify_plan(plan):
+        progress.tasks[task].verified = True
     progress.rounds = ctx.round + 1
     progress.curve.append({"round": ctx.round, "plan": plan_id, "time": time.time(),
                            "trials": progress.trials, "task": task, "batch_best_us": batch_best,
-                           "estimated_latency_us": progress.estimated_latency_us(infos)})
+                           "estimated_latency_us": progress.estimated_latency_us(infos),
+                           "verify": verification.is_verify_plan(plan)})
     job.write_progress(progress)  # the commit point
     if pending.exists():
         pending.replace(job.cost_model_path)
@@ -113,14 +122,52 @@ def run(ctx: StageContext) -> dict[str, Any]:
     return _summary(job, progress, plan, batch_best, replayed=False)
 
 
+def _commit_verified(ctx: StageContext, task_dir: Path, info: Any, entries: list[dict[str, Any]],
+                     results: list[dict[str, Any]]) -> float | None:
+    """Write the task's verified/ database (each candidate at its verified time) and
+    verified.json; the kept candidate's time in us. Rewritten whole, so a retry is harmless."""
+    import tvm
+    from tvm.s_tir import meta_schedule as ms
+
+    workload = tvm.ir.load_json((task_dir / "task.json").read_text())
+    target = context.tune_context(workload, ctx.job.spec().target, info.name, seed=0,
+                                  num_threads=ctx.threads).target
+    tmp = task_dir / (verification.VERIFIED + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    db = ms.database.JSONDatabase(work_dir=str(tmp), module_equality="structural")
+    wl = db.commit_workload(workload)
+    rows = []
+    for entry, res in zip(entries, results, strict=True):
+        secs = verification.verified_secs(res["run_secs"]) if res["run_secs"] else None
+        rows.append({"hash": entry["hash"], "search_us": entry.get("search_us"),
+                     "passes_us": [s * 1e6 for s in res["run_secs"] or []],
+                     "verified_us": secs * 1e6 if secs is not None else None,
+                     "error": res["error"]})
+        if secs is not None:
+            cand = to_measure_candidate(workload, entry)
+            db.commit_tuning_record(ms.database.TuningRecord(
+                cand.sch.trace, wl, [secs], target, cand.args_info))
+    timed = [r for r in rows if r["verified_us"] is not None]
+    best = min(timed, key=lambda r: r["verified_us"]) if timed else None
+    final = task_dir / verification.VERIFIED
+    shutil.rmtree(final, ignore_errors=True)
+    if timed:
+        tmp.replace(final)
+    else:
+        shutil.rmtree(tmp)
+    write_json(task_dir / verification.SUMMARY, {
+        "round": ctx.round, "kept": best["hash"] if best else None, "candidates": rows})
+    return best["verified_us"] if best else None
+
+
 def _summary(job: Any, progress: Any, plan: dict[str, Any], batch_best: float | None,
              replayed: bool) -> dict[str, Any]:
-    spec = job.spec()
-    estimate = progress.estimated_latency_us(job.tasks())
-    goal_met = spec.latency_goal_us is not None and estimate is not None \
-        and estimate <= spec.latency_goal_us
-    exhausted = all(t.exhausted for t in progress.tasks)
-    return {"task": plan["task"], "trials": len(plan["candidates"]),
+    spec, infos = job.spec(), job.tasks()
+    over = verification.tuning_over(spec, progress, infos)
+    verify = verification.is_verify_plan(plan)
+    return {"task": plan["task"], "trials": 0 if verify else len(plan["candidates"]),
             "trials_total": progress.trials, "batch_best_us": batch_best,
-            "estimated_latency_us": estimate, "replayed": replayed,
-            "done": progress.trials >= spec.trials or goal_met or exhausted}
+            "estimated_latency_us": progress.estimated_latency_us(infos), "replayed": replayed,
+            "verify": verify,
+            "done": over and verification.next_task(spec, progress) is None}

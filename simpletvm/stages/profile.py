@@ -1,17 +1,20 @@
 """Stage `profile`: time each built candidate on the device, one at a time.
 
 This is the stage that needs its device to itself. Each candidate runs in a forked worker so that
-a crashing kernel costs one result, not the stage.
+a crashing kernel costs one result, not the stage. A verification round (simpletvm.verification)
+times its candidates in several interleaved passes and records each one's per-pass medians.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from typing import Any
 
+from simpletvm import verification
 from simpletvm.jobdir import read_json, write_json
-from simpletvm.pool import isolated_map_serial
+from simpletvm.pool import Outcome, isolated_map_serial
 from simpletvm.stages.base import StageContext
 from simpletvm.targets import device_type
 
@@ -19,11 +22,16 @@ PROFILE_TIMEOUT_S = 60.0
 # MetaSchedule's LocalRunner takes one sample of at least 100 ms; we take three of at least 35 ms:
 # the same time per candidate, and the spread of the samples shows how noisy the device was.
 NUMBER, REPEAT, MIN_REPEAT_MS = 3, 3, 35
+# A verification pass takes one such sample of each candidate: more passes, spread over time,
+# for what three samples in a row cost.
+VERIFY_REPEAT = 1
 
 _INPUTS: list[tuple[str, str, list[Any]]] = []
+_REPEAT = [REPEAT]
 
 
-def time_one(artifact: str, device: str, args_info: list[Any]) -> list[float]:
+def time_one(artifact: str, device: str, args_info: list[Any],
+             repeat: int = REPEAT) -> list[float]:
     """Run seconds of one artifact, as MetaSchedule's LocalRunner measures them."""
     import tvm
     from tvm.s_tir.meta_schedule.runner import EvaluatorConfig
@@ -33,13 +41,13 @@ def time_one(artifact: str, device: str, args_info: list[Any]) -> list[float]:
     dev = tvm.runtime.device(device, 0)
     fill = tvm.get_global_func("tvm.contrib.random.random_fill_for_measure", allow_missing=True)
     args = alloc_argument_common(fill, dev, args_info, 1)
-    config = EvaluatorConfig(number=NUMBER, repeat=REPEAT, min_repeat_ms=MIN_REPEAT_MS,
+    config = EvaluatorConfig(number=NUMBER, repeat=repeat, min_repeat_ms=MIN_REPEAT_MS,
                              enable_cpu_cache_flush=False)
     return [float(s) for s in run_evaluator_common(rt_mod, dev, config, args)]
 
 
 def _time_index(i: int) -> list[float]:
-    return time_one(*_INPUTS[i])
+    return time_one(*_INPUTS[i], repeat=_REPEAT[0])
 
 
 def pin_to_target(target: dict[str, Any], cores: list[int]) -> list[int]:
@@ -62,8 +70,13 @@ def run(ctx: StageContext) -> dict[str, Any]:
     device = device_type(target)
     todo = [i for i, b in enumerate(built) if b["error"] is None]
     _INPUTS[:] = [(built[i]["artifact"], device, plan["candidates"][i]["args_info"]) for i in todo]
+    verify = verification.is_verify_plan(plan)
     started = time.time()
-    outcomes = isolated_map_serial(_time_index, range(len(todo)), PROFILE_TIMEOUT_S)
+    _REPEAT[0] = VERIFY_REPEAT if verify else REPEAT
+    if verify:
+        outcomes = _time_in_passes(len(todo), int(plan["verify"]["passes"]))
+    else:
+        outcomes = isolated_map_serial(_time_index, range(len(todo)), PROFILE_TIMEOUT_S)
     finished = time.time()
     _INPUTS.clear()
     results: list[dict[str, Any]] = [{"run_secs": None, "error": b["error"]} for b in built]
@@ -72,6 +85,24 @@ def run(ctx: StageContext) -> dict[str, Any]:
     write_json(ctx.round_dir / "results.json",
                {"results": results, "started": started, "finished": finished})
     ok = [min(r["run_secs"]) for r in results if r["run_secs"]]
-    return {"measured": len(ok), "errors": len(results) - len(ok),
-            "batch_best_us": min(ok) * 1e6 if ok else None,
-            "started": started, "finished": finished}
+    summary = {"measured": len(ok), "errors": len(results) - len(ok),
+               "batch_best_us": min(ok) * 1e6 if ok else None,
+               "started": started, "finished": finished}
+    return {**summary, "trials": 0, "verify": True} if verify else summary
+
+
+def _time_in_passes(count: int, passes: int) -> list[Outcome]:
+    """Time positions 0..count-1 in `passes` passes of alternating order; per position, its
+    per-pass medians (or the first error: a candidate that failed is not timed again)."""
+    per_pass: list[list[float]] = [[] for _ in range(count)]
+    errors: list[str | None] = [None] * count
+    for pass_ in range(passes):
+        order = [i for i in verification.pass_order(count, pass_) if errors[i] is None]
+        for i, outcome in zip(order, isolated_map_serial(_time_index, order, PROFILE_TIMEOUT_S),
+                              strict=True):
+            if outcome.error is None:
+                per_pass[i].append(statistics.median(outcome.value))
+            else:
+                errors[i] = outcome.error
+    return [Outcome(error=e) if e else Outcome(value=v)
+            for v, e in zip(per_pass, errors, strict=True)]

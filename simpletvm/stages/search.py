@@ -7,13 +7,16 @@ tell the search about them, and ask again.
 A job with `replay` set (an evaluation device) still searches, then measures the candidates the
 job at that directory measured in the same round instead, so two ways of running one job can be
 compared without search luck.
+
+Once the search is over (budget spent, goal met, every task exhausted) the stage plans one
+verification round per task instead (simpletvm.verification), then reports done.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from simpletvm import context
+from simpletvm import context, verification
 from simpletvm.candidates import to_entry
 from simpletvm.errors import JobDirError
 from simpletvm.jobdir import JobDir, JobSpec, Progress, read_json, write_json
@@ -79,12 +82,31 @@ def replayed(source: str, round_: int) -> dict[str, Any]:
                               "directory of a job that has tuned)")
         return {"task": None, "candidates": [], "exhausted_tasks": []}
     plan = read_json(path)
+    if verification.is_verify_plan(plan):  # its search is over; this job verifies its own
+        return {"task": None, "candidates": [], "exhausted_tasks": []}
     return {k: plan[k] for k in ("task", "candidates", "exhausted_tasks")}
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
     """Write rounds/rNNNN/candidates.json; report the task, the count and whether tuning is done."""
-    spec, progress = ctx.job.spec(), ctx.job.progress()
+    job = ctx.job
+    spec, progress = job.spec(), job.progress()
+    plan: dict[str, Any] = {"task": None, "candidates": [], "exhausted_tasks": []}
+    if not verification.tuning_over(spec, progress, job.tasks()):
+        plan = _search(ctx, spec, progress)
+        if spec.replay:
+            plan = replayed(spec.replay, ctx.round)
+    if plan["task"] is None:
+        index = verification.next_task(spec, progress)
+        if index is not None:
+            plan = verification.plan(job, spec, index, plan["exhausted_tasks"])
+    write_json(ctx.round_dir / "candidates.json", plan)
+    return {"task": plan["task"], "candidates": len(plan["candidates"]),
+            "exhausted_tasks": plan["exhausted_tasks"],
+            "verify": verification.is_verify_plan(plan), "done": plan["task"] is None}
+
+
+def _search(ctx: StageContext, spec: JobSpec, progress: Progress) -> dict[str, Any]:
     exhausted: list[int] = []
     batch = max(1, min(spec.batch_size, spec.trials - progress.trials))
     index, found = next_task(progress, spec, set()), []
@@ -94,9 +116,4 @@ def run(ctx: StageContext) -> dict[str, Any]:
             break
         exhausted.append(index)
         index = next_task(progress, spec, set(exhausted))
-    plan = {"task": index, "candidates": found, "exhausted_tasks": exhausted}
-    if spec.replay:
-        plan = replayed(spec.replay, ctx.round)
-    write_json(ctx.round_dir / "candidates.json", plan)
-    return {"task": plan["task"], "candidates": len(plan["candidates"]),
-            "exhausted_tasks": plan["exhausted_tasks"], "done": plan["task"] is None}
+    return {"task": index, "candidates": found, "exhausted_tasks": exhausted}

@@ -53,9 +53,14 @@ def test_lower_bound_takes_the_largest_of_device_cpu_and_chain() -> None:
 def test_regret_is_the_kept_kernel_alone_over_the_best_alone_worst_task() -> None:
     from evaluation.fidelity import Fidelity
 
-    truthful = Fidelity(pairs={0: [(1.0, 1.1), (2.0, 2.2)], 1: [(5.0, 5.0), (4.0, 4.1)]})
+    truthful = Fidelity(pairs={0: [(1.0, 1.1, "a"), (2.0, 2.2, "b")],
+                               1: [(5.0, 5.0, "c"), (4.0, 4.1, "d")]})
     assert truthful.regret == 1.0
     # task 1: the run's timings picked the candidate that is 1.5x slower alone
-    misled = Fidelity(pairs={0: [(1.0, 1.0), (2.0, 2.0)], 1: [(3.0, 6.0), (4.0, 4.0)]})
+    misled = Fidelity(pairs={0: [(1.0, 1.0, "a"), (2.0, 2.0, "b")],
+                             1: [(3.0, 6.0, "c"), (4.0, 4.0, "d")]})
     assert misled.regret == 1.5
+    # ... unless verification kept the other one
+    misled.kept = {0: "a", 1: "d"}
+    assert misled.regret == 1.0
     assert Fidelity().regret is None

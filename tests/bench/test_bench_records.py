@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from evaluation.fidelity import kept_kernels, measured_candidates
+from evaluation.fidelity import kept_kernels, measured_candidates, verification_effect
 
 
 def round_dir(job: Path, n: int, task: int, measured: dict[str, list[float] | None]) -> None:
@@ -37,3 +37,21 @@ def test_a_round_without_results_counts_as_measured_but_keeps_nothing(tmp_path: 
         json.dumps({"task": 0, "candidates": [{"hash": "z"}]}))
     assert kept_kernels(tmp_path) == {0: "a"}
     assert measured_candidates(tmp_path) == [["a"], ["z"]]
+
+
+def test_verification_decides_what_is_kept_and_is_not_a_measured_round(tmp_path: Path) -> None:
+    round_dir(tmp_path, 0, 0, {"a": [1.0], "b": [1.2], "c": [3.0]})
+    round_dir(tmp_path, 1, 1, {"d": [2.0]})
+    verify = tmp_path / "rounds" / "r0002"
+    round_dir(tmp_path, 2, 0, {"a": [1.3, 1.3], "b": [1.1, 1.1]})
+    plan = json.loads((verify / "candidates.json").read_text())
+    (verify / "candidates.json").write_text(json.dumps({**plan, "verify": {"passes": 2}}))
+    task = tmp_path / "tasks" / "00"
+    task.mkdir(parents=True)
+    (task / "verified.json").write_text(json.dumps({"kept": "b", "candidates": [
+        {"hash": "a", "search_us": 1e6, "verified_us": 1.3e6},
+        {"hash": "b", "search_us": 1.2e6, "verified_us": 1.1e6}]}))
+    assert kept_kernels(tmp_path) == {0: "b", 1: "d"}  # task 1 was not verified
+    assert measured_candidates(tmp_path) == [["a", "b", "c"], ["d"]]
+    changed, saved = verification_effect(tmp_path)[0]
+    assert changed and abs(saved - 1.3 / 1.1) < 1e-9

@@ -257,3 +257,33 @@ def test_indexes_stay_bounded_over_many_jobs() -> None:
     s.validate_state()
     assert all(j.state == "done" for j in s.jobs.values())
     assert len(s._room["llvm"]) <= 4 * len(s.hosts) + 17
+
+
+def test_a_learn_that_wants_verification_rounds_gets_them_past_the_budget() -> None:
+    """simpletvm's learn says `done: False` after the last search round while verification
+    rounds remain; the job goes on to search (then build, profile, learn) instead of compile.
+    Without a `done` key the trial budget decides, as for the simulator's mock jobs."""
+    s = make_state()
+    feed(s, llvm_runner(), 0.0)
+    st = starts(feed(s, submit("j1", trials=32), 0.0))[0]
+    results = [{}, {"candidates": 32, "done": False}, {}, {"measured": 32},
+               {"trials_total": 32, "done": False},  # budget spent; a verification round due
+               {"candidates": 4, "verify": True, "done": False}, {},
+               {"measured": 4, "trials": 0, "verify": True}]
+    for now, result in enumerate(results, start=1):
+        st = starts(feed(s, core.StageFinished(st.lease.lease_id, st.lease.epoch, "j1",
+                                               st.stage_id, result), float(now)))[0]
+    job = s.jobs["j1"]
+    assert (job.trials_done, job.round, st.kind) == (32, 1, "learn")  # verification not counted
+    out = feed(s, core.StageFinished(st.lease.lease_id, st.lease.epoch, "j1", st.stage_id,
+                                     {"trials_total": 32, "done": True}), 9.0)
+    assert starts(out)[0].kind == "compile"
+
+    s2 = make_state()
+    feed(s2, llvm_runner(), 0.0)
+    st = starts(feed(s2, submit("j2", trials=32), 0.0))[0]
+    for now, result in enumerate([{}, {}, {}, {"trials": 32}, {}], start=1):
+        out = feed(s2, core.StageFinished(st.lease.lease_id, st.lease.epoch, "j2", st.stage_id,
+                                          result), float(now))
+        st = starts(out)[0]
+    assert st.kind == "compile"

@@ -36,7 +36,7 @@ from proto import tunesched_pb2 as pb
 from proto import tunesched_pb2_grpc as pb_grpc
 from runner.fake import SleepExecutor, fake_agent
 from simpletvm.executor import StageProcess, StageRequest
-from simpletvm.jobdir import JobDir
+from simpletvm.jobdir import JobDir, JobSpec
 
 from .conftest import TUNESCHED, Daemon, Runner, connected_runners, health, wait_for
 
@@ -118,18 +118,26 @@ def committed_leases(state: Path) -> list[dict[str, Any]]:
 
 
 def assert_exact_records(address: str, state: Path, job: str, trials: int, out: Path) -> None:
-    """Done, with exactly `trials` records and measured hashes, none of them twice."""
+    """Done, with exactly `trials` records and measured hashes, none of them twice; the
+    verification's records (at most verify_top per task) are among them."""
     info = job_info(address, job)
     assert info.state == "done", info.error
     assert info.trials_done == trials
     with Client(address) as client:
         client.fetch_result(job, out)
     assert json.loads((out / "report.json").read_text())["trials"] == trials
-    lines = [ln for f in sorted((out / "records").rglob("database_tuning_record.json"))
-             for ln in f.read_text().splitlines() if ln.strip()]
-    assert len(lines) == trials, f"{len(lines)} records for a budget of {trials}"
-    traces = [json.dumps(json.loads(ln)[1][0], sort_keys=True) for ln in lines]
-    assert len(set(traces)) == trials, "a candidate was recorded twice"
+
+    def traces(kind: str) -> list[str]:
+        return [json.dumps(json.loads(ln)[1][0], sort_keys=True)
+                for f in sorted((out / "records").rglob("database_tuning_record.json"))
+                if (f.parent.name == "verified") == (kind == "verified")
+                for ln in f.read_text().splitlines() if ln.strip()]
+
+    searched, verified = traces("search"), traces("verified")
+    assert len(searched) == trials, f"{len(searched)} records for a budget of {trials}"
+    assert len(set(searched)) == trials, "a candidate was recorded twice"
+    assert 2 <= len(verified) == len(set(verified)) <= JobSpec.verify_top
+    assert set(verified) <= set(searched)
     files = state_files(state, job)
     hashes = [h for name, data in files.items() if name.endswith("measured.txt")
               for h in data.decode().split()]

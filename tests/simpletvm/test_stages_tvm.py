@@ -9,10 +9,11 @@ import sys
 
 import pytest
 
-from simpletvm import SimpleTVM
+from simpletvm import SimpleTVM, verification
 from simpletvm.driver import create_job, drive
 from simpletvm.executor import StageExecutor, StageRequest
 from simpletvm.jobdir import JobSpec, read_json
+from simpletvm.targets import to_tvm
 
 pytestmark = pytest.mark.tvm
 
@@ -52,6 +53,7 @@ def test_stages_tune_a_conv_far_faster_than_untuned(tmp_path, executor) -> None:
 
     assert report["trials"] == 32
     assert report["tuned"]["median_us"] * 3 < report["untuned"]["median_us"]
+    _check_verification(job, report)
     assert report["max_abs_diff_vs_untuned"] < 1e-3
 
     # the records are plain MetaSchedule JSON: stock TVM compiles with them
@@ -61,6 +63,29 @@ def test_stages_tune_a_conv_far_faster_than_untuned(tmp_path, executor) -> None:
     stock = SimpleTVM.from_zoo("conv2d", (1, 16, 16, 16)).target(_spec().target)
     stock.use_records(records).benchmark(repeat=10)
     assert stock.latency.median_us * 3 < stock.untuned_latency.median_us
+
+
+def _check_verification(job, report) -> None:
+    """After its two search rounds the task had one verification round; the compiler's records
+    hand out the kept candidate at its verified time."""
+    import tvm
+
+    plans = [read_json(d / "candidates.json") for d in sorted((job.root / "rounds").iterdir())]
+    assert [bool(p.get("verify")) for p in plans] == [False, False, True]
+    searched = {c["hash"] for p in plans[:2] for c in p["candidates"]}
+    verified = [c["hash"] for c in plans[2]["candidates"]]
+    assert len(verified) == 6 and set(verified) <= searched
+    passes = read_json(job.round_dir(2) / "results.json")["results"]
+    assert [len(r["run_secs"]) for r in passes] == [7] * 6
+    summary = read_json(job.root / "tasks" / "00" / "verified.json")
+    kept = min(summary["candidates"], key=lambda c: c["verified_us"])
+    assert summary["kept"] == kept["hash"]
+    assert report["tasks"][0]["verified_us"] == kept["verified_us"]
+    assert report["curve"][-1]["verify"] and report["curve"][-1]["trials"] == 32
+    records = verification.open_records(job.result_dir / "records")
+    workload = tvm.ir.load_json((job.root / "tasks" / "00" / "task.json").read_text())
+    record = records.query_tuning_record(workload, to_tvm(_spec().target), "main")
+    assert [float(s) * 1e6 for s in record.run_secs] == pytest.approx([kept["verified_us"]])
 
 
 def test_stage_process_is_pinned_to_its_lease(tmp_path, executor) -> None:
@@ -126,11 +151,15 @@ def test_a_replaying_job_measures_the_recorded_candidates_round_by_round(tmp_pat
     again = create_job(tmp_path / "again", _spec(**small, seed=2, replay=str(source.root)))
     drive(again, executor, cores=CORES)
 
-    def rounds(job):
-        return [[c["hash"] for c in read_json(d / "candidates.json")["candidates"]]
-                for d in sorted((job.root / "rounds").iterdir())]
+    def rounds(job, verify=False):
+        plans = [read_json(d / "candidates.json") for d in sorted((job.root / "rounds").iterdir())]
+        return [[c["hash"] for c in p["candidates"]] for p in plans
+                if bool(p.get("verify")) == verify]
 
     assert rounds(again) == rounds(source) and [len(r) for r in rounds(source)] == [8, 8]
+    # each then verifies its own leading candidates, by its own timings
+    assert [len(r) for r in rounds(again, verify=True)] == [6] == [len(r) for r in
+                                                                   rounds(source, verify=True)]
     assert again.progress().trials == source.progress().trials == 16
     missing = create_job(tmp_path / "missing", _spec(**small, replay=str(tmp_path / "nowhere")))
     outcome = executor.run(StageRequest("extract", str(missing.root), 0, cores=CORES))

@@ -1,0 +1,144 @@
+"""Verification: once the search is over, time each task's leading candidates again, together.
+
+A tuning run times each batch once, minutes apart from the others. Within a batch the ranks
+hold (Spearman about 0.9 against a quiet re-measurement), but a batch timed in a slow or a
+fast minute shifts as a whole, and the least time over all batches, which is what the records
+database hands the compiler, is partly the luckiest minute: in one evaluation run, sequential
+tuning kept a conv2d kernel 1.6x slower than its best candidate timed alone.
+
+So after the last search round, each task gets one more round. Its leading candidates are
+rebuilt and timed in `passes` interleaved passes (A B C D, D C B A, ...), each taking one
+sample of each, and each keeps the median of its samples, so a slow moment lands on all alike. The
+learn stage writes them to the task's `verified/` records database, and every consumer of
+records (`open_records`) takes a task's verified records over its search records.
+
+Leading candidates: each batch's fastest first, then each batch's second, and so on, each
+tier ordered by mean time; the first `top` of them. A batch timed in a slow minute still puts
+its best forward, and the candidate the search records would pick is always among them.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from simpletvm.jobdir import JobDir, JobSpec, Progress, TaskInfo, read_json
+
+VERIFIED = "verified"  # tasks/NN/verified/: a JSONDatabase of the re-timed candidates
+SUMMARY = "verified.json"  # tasks/NN/verified.json: what was re-timed, pass by pass
+RECORD_FILE = "database_tuning_record.json"
+RECORDS = "db/" + RECORD_FILE  # tasks/NN/db/...: the search records, one line per candidate
+MEASURED = "measured.txt"  # tasks/NN/measured.txt: their structural hashes, line for line
+FAILED_RUN_SECS = 1e10  # what MetaSchedule records for a candidate that did not run
+
+
+def tuning_over(spec: JobSpec, progress: Progress, infos: list[TaskInfo]) -> bool:
+    """The search is over: budget spent, every task exhausted, or the latency goal met."""
+    if progress.trials >= spec.trials or all(t.exhausted for t in progress.tasks):
+        return True
+    estimate = progress.estimated_latency_us(infos)
+    return spec.latency_goal_us is not None and estimate is not None \
+        and estimate <= spec.latency_goal_us
+
+
+def next_task(spec: JobSpec, progress: Progress) -> int | None:
+    """The next task to verify: not verified yet and with at least two candidates measured and
+    one that ran; None when verification is off or done."""
+    if spec.verify_top < 2 or spec.verify_passes < 1:
+        return None
+    for index, task in enumerate(progress.tasks):
+        if not task.verified and task.best_us is not None and task.trials >= 2:
+            return index
+    return None
+
+
+def is_verify_plan(plan: dict[str, Any]) -> bool:
+    return bool(plan.get("verify"))
+
+
+def _batches(job: JobDir, task: int, progress: Progress) -> list[list[tuple[float, dict]]]:
+    """Per search round of `task`: (mean run seconds, candidate entry) of each that ran.
+
+    Read from what the learn stage committed, which travels with the job between hosts (round
+    directories do not): the task's records and measured hashes, line for line in commit
+    order, cut into batches by the sizes of its rounds in the progress curve."""
+    info = job.tasks()[task]
+    task_dir = job.task_dir(info)
+    lines = (task_dir / RECORDS).read_text().splitlines() if (task_dir / RECORDS).exists() else []
+    hashes = (task_dir / MEASURED).read_text().split() if (task_dir / MEASURED).exists() else []
+    sizes, before = [], 0
+    for point in progress.curve:
+        if point.get("task") == task and not point.get("verify"):
+            sizes.append(point["trials"] - before)
+        before = point["trials"]
+    batches, start = [], 0
+    for size in sizes:
+        batch = []
+        for line, hash_ in zip(lines[start:start + size], hashes[start:start + size],
+                               strict=True):
+            trace, run_secs, _, args_info = json.loads(line)[1]
+            if max(run_secs) < FAILED_RUN_SECS:
+                batch.append((statistics.fmean(run_secs),
+                              {"trace": trace, "args_info": args_info, "hash": hash_}))
+        batches.append(batch)
+        start += size
+    return batches
+
+
+def leading(batches: list[list[tuple[float, dict[str, Any]]]], top: int) -> list[dict[str, Any]]:
+    """Each batch's fastest, then each batch's second, ..., each tier by mean time; the first
+    `top` distinct candidates, each with its search-time mean as `search_us`."""
+    ranked = [sorted(b, key=lambda p: p[0]) for b in batches]
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for tier in range(max((len(b) for b in ranked), default=0)):
+        for secs, entry in sorted((b[tier] for b in ranked if tier < len(b)),
+                                  key=lambda p: p[0]):
+            if entry["hash"] not in seen and len(out) < top:
+                seen.add(entry["hash"])
+                out.append({**entry, "search_us": secs * 1e6})
+    return out
+
+
+def plan(job: JobDir, spec: JobSpec, task: int, exhausted: list[int]) -> dict[str, Any]:
+    """The verification round of `task`: its leading candidates, timed in interleaved passes."""
+    return {"task": task, "candidates": leading(_batches(job, task, job.progress()),
+                                                spec.verify_top),
+            "exhausted_tasks": exhausted, "verify": {"passes": spec.verify_passes}}
+
+
+def pass_order(count: int, pass_: int) -> list[int]:
+    """Positions in the order pass `pass_` times them: forward on even passes, backward on odd."""
+    order = list(range(count))
+    return order[::-1] if pass_ % 2 else order
+
+
+def verified_secs(per_pass: list[float]) -> float:
+    """What a verified candidate is recorded at: the median over its passes."""
+    return statistics.median(per_pass)
+
+
+def kept(task_dir: Path) -> dict[str, Any] | None:
+    """The task's verification summary (`kept` is the hash the compiler will use), if any."""
+    path = task_dir / SUMMARY
+    return read_json(path) if path.exists() else None
+
+
+def open_records(root: str | Path) -> Any:
+    """Every MetaSchedule records database under `root`, as one database for the compiler: a
+    task's `verified/` records win over its search records for the workloads they hold."""
+    from tvm.s_tir import meta_schedule as ms
+
+    dirs = sorted({p.parent for p in Path(root).rglob(RECORD_FILE)})
+    if not dirs:
+        return None
+    verified = [ms.database.JSONDatabase(work_dir=str(d), module_equality="structural")
+                for d in dirs if d.name == VERIFIED]
+    rest = ms.database.UnionDatabase(
+        *[ms.database.JSONDatabase(work_dir=str(d), module_equality="structural")
+          for d in dirs if d.name != VERIFIED])
+    if not verified:
+        return rest
+    return ms.database.OrderedUnionDatabase(ms.database.UnionDatabase(*verified), rest)

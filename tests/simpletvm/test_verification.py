@@ -1,0 +1,94 @@
+"""The pure parts of verification: which candidates, in which order, and when it is due."""
+
+from __future__ import annotations
+
+from simpletvm import verification
+from simpletvm.jobdir import JobSpec, Progress, TaskInfo, TaskProgress
+
+
+def _entry(name: str) -> dict[str, str]:
+    return {"hash": name, "trace": [], "args_info": []}
+
+
+def _batch(*timed: tuple[float, str]) -> list[tuple[float, dict[str, str]]]:
+    return [(secs, _entry(name)) for secs, name in timed]
+
+
+def test_leading_candidates_give_every_batch_its_best_first() -> None:
+    fast_minute = _batch((1.0, "a"), (1.1, "b"), (1.2, "c"), (1.3, "d"))
+    slow_minute = _batch((2.0, "e"), (2.5, "f"))  # its best may truly be the fastest
+    middle = _batch((1.5, "g"), (1.05, "a"))  # re-proposed "a" counts once
+    picked = verification.leading([fast_minute, slow_minute, middle], top=4)
+    # tier 1: each batch's fastest by time ("a" once), then tier 2: each batch's second
+    assert [c["hash"] for c in picked] == ["a", "e", "b", "g"]
+    assert picked[0]["search_us"] == 1e6 and picked[0]["trace"] == []
+    # the search's own pick (least time overall) always leads
+    assert verification.leading([slow_minute, fast_minute], top=1)[0]["hash"] == "a"
+    assert verification.leading([], top=4) == []
+    assert [c["hash"] for c in verification.leading([slow_minute], top=9)] == ["e", "f"]
+
+
+def test_passes_alternate_their_order() -> None:
+    assert [verification.pass_order(3, p) for p in range(3)] == [[0, 1, 2], [2, 1, 0], [0, 1, 2]]
+    assert verification.verified_secs([3.0, 1.0, 9.0, 2.0, 1.5]) == 2.0  # a slow pass is ignored
+
+
+def _spec(**kw) -> JobSpec:
+    return JobSpec(name="j", target={"kind": "llvm"}, trials=32, **kw)
+
+
+def test_verification_follows_the_search_one_task_at_a_time() -> None:
+    infos = [TaskInfo(i, f"t{i}", 1, 1.0, str(i)) for i in range(3)]
+    progress = Progress(trials=16, tasks=[TaskProgress(trials=8, best_us=5.0),
+                                          TaskProgress(trials=8, best_us=9.0),
+                                          TaskProgress(trials=0)])
+    assert not verification.tuning_over(_spec(), progress, infos)
+    assert verification.tuning_over(_spec(latency_goal_us=100.0), progress, infos) is False  # t2
+    progress.tasks[2] = TaskProgress(trials=1, best_us=1.0, exhausted=True)
+    assert verification.tuning_over(_spec(latency_goal_us=15.0), progress, infos)
+    progress.trials = 32
+    assert verification.tuning_over(_spec(), progress, infos)
+    assert verification.next_task(_spec(), progress) == 0
+    progress.tasks[0].verified, progress.tasks[0].verified_us = True, 7.0
+    assert verification.next_task(_spec(), progress) == 1
+    progress.tasks[1].verified = True  # nothing ran in its round: verified all the same
+    assert verification.next_task(_spec(), progress) is None  # t2: one candidate, nothing to pick
+    assert progress.estimated_latency_us(infos) == 7.0 + 9.0 + 1.0  # verified where verified
+    fresh = Progress(trials=32, tasks=[TaskProgress(trials=8, best_us=5.0)])
+    assert verification.next_task(_spec(verify_top=1), fresh) is None  # off
+    assert verification.next_task(_spec(verify_passes=0), fresh) is None  # off
+    assert verification.next_task(_spec(), fresh) == 0
+
+
+def test_plan_reads_batches_from_the_committed_records_not_round_directories(tmp_path) -> None:
+    """Two tasks, rounds interleaved; the records travel with the job, round dirs do not."""
+    import json
+
+    from simpletvm.jobdir import JobDir
+
+    job = JobDir(tmp_path)
+    job.write_spec(_spec())
+    job.write_tasks([TaskInfo(0, "t0", 1, 1.0, "0"), TaskInfo(1, "t1", 1, 1.0, "1")])
+    committed = {0: [("a", [2.0]), ("b", [1.0, 1.2]), ("x", [1e10])],  # round 0
+                 1: [("c", [5.0])]}                                      # round 1
+    later = [("d", [3.0]), ("e", [2.5])]                                # round 2, task 0
+    for task, rows in ((0, committed[0] + later), (1, committed[1])):
+        task_dir = tmp_path / "tasks" / f"{task:02d}"
+        (task_dir / "db").mkdir(parents=True)
+        (task_dir / "db" / "database_tuning_record.json").write_text("".join(
+            json.dumps([0, [[["trace", h]], secs, {"kind": "llvm"}, [["TENSOR", "f", [1]]]]])
+            + "\n" for h, secs in rows))
+        (task_dir / "measured.txt").write_text("".join(h + "\n" for h, _ in rows))
+    curve = [{"round": 0, "task": 0, "trials": 3}, {"round": 1, "task": 1, "trials": 4},
+             {"round": 2, "task": 0, "trials": 6}, {"round": 3, "task": 1, "trials": 6,
+                                                     "verify": True}]
+    job.write_progress(Progress(trials=6, tasks=[TaskProgress(5, 1.1), TaskProgress(1, 5.0)],
+                                curve=curve))
+    plan = verification.plan(job, _spec(), 0, exhausted=[])
+    # batch winners first (b from round 0, e from round 2), then seconds; x failed to run
+    assert [c["hash"] for c in plan["candidates"]] == ["b", "e", "a", "d"]
+    assert plan["candidates"][0]["trace"] == [["trace", "b"]]
+    assert plan["candidates"][0]["args_info"] == [["TENSOR", "f", [1]]]
+    assert plan["candidates"][0]["search_us"] == 1.1e6
+    assert plan["task"] == 0 and plan["verify"] == {"passes": 7}
+    assert verification.is_verify_plan(plan)
