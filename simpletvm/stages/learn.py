@@ -86,7 +86,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     batch_best = None
     infos = job.tasks()
     pending = job.cost_model_path.with_name("cost_model.pending.tar")
-    if task is not None and entries and verification.is_verify_plan(plan):
+    verify = verification.is_verify_plan(plan)
+    if task is not None and entries and verify:
         info = infos[task]
         results = read_json(ctx.round_dir / "results.json")["results"]
         kept = _commit_verified(ctx, job.task_dir(info), info, entries, results)
@@ -108,13 +109,13 @@ def run(ctx: StageContext) -> dict[str, Any]:
         progress.trials += len(entries)
         if batch_best is not None and (state.best_us is None or batch_best < state.best_us):
             state.best_us = batch_best
-    if task is not None and verification.is_verify_plan(plan):
+    if task is not None and verify:
         progress.tasks[task].verified = True
     progress.rounds = ctx.round + 1
     progress.curve.append({"round": ctx.round, "plan": plan_id, "time": time.time(),
                            "trials": progress.trials, "task": task, "batch_best_us": batch_best,
                            "estimated_latency_us": progress.estimated_latency_us(infos),
-                           "verify": verification.is_verify_plan(plan)})
+                           "verify": verify})
     job.write_progress(progress)  # the commit point
     if pending.exists():
         pending.replace(job.cost_model_path)
