@@ -120,7 +120,7 @@ def verified_secs(per_pass: list[float]) -> float:
     return statistics.median(per_pass)
 
 
-def kept(task_dir: Path) -> dict[str, Any] | None:
+def summary(task_dir: Path) -> dict[str, Any] | None:
     """The task's verification summary (`kept` is the hash the compiler will use), if any."""
     path = task_dir / SUMMARY
     return read_json(path) if path.exists() else None

@@ -130,7 +130,7 @@ def _verified(job_dir: Path) -> dict[int, dict[str, Any]]:
     """Task index -> its verification summary, for the tasks that have one."""
     out = {}
     for task_dir in sorted((job_dir / "tasks").glob("[0-9]*")):
-        summary = verification.kept(task_dir)
+        summary = verification.summary(task_dir)
         if summary is not None and summary["kept"] is not None:
             out[int(task_dir.name)] = summary
     return out
