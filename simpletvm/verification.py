@@ -6,11 +6,13 @@ fast minute shifts as a whole, and the least time over all batches, which is wha
 database hands the compiler, is partly the luckiest minute: in one evaluation run, sequential
 tuning kept a conv2d kernel 1.6x slower than its best candidate timed alone.
 
-So after the last search round, each task gets one more round. Its leading candidates are
-rebuilt and timed in `passes` interleaved passes (A B C D, D C B A, ...), each taking one
-sample of each, and each keeps the median of its samples, so a slow moment lands on all alike. The
-learn stage writes them to the task's `verified/` records database, and every consumer of
-records (`open_records`) takes a task's verified records over its search records.
+So after the last search round the job gets one more round, for all its tasks at once: each
+task's leading candidates are rebuilt (one build over the leased cores) and timed in `passes`
+interleaved passes (A B C D, D C B A, ...), each taking one sample of each, and each keeps the
+median of its samples, so a slow moment lands on all alike. One round, not one per task: a
+job's tail is then one search, build, profile and learn, however many tasks it has. The learn
+stage writes each task's candidates to that task's `verified/` records database, and every
+consumer of records (`open_records`) takes a task's verified records over its search records.
 
 Leading candidates: each batch's fastest first, then each batch's second, and so on, each
 tier ordered by mean time; the first `top` of them. A batch timed in a slow minute still puts
@@ -43,15 +45,13 @@ def tuning_over(spec: JobSpec, progress: Progress, infos: list[TaskInfo]) -> boo
         and estimate <= spec.latency_goal_us
 
 
-def next_task(spec: JobSpec, progress: Progress) -> int | None:
-    """The next task to verify: not verified yet and with at least two candidates measured and
-    one that ran; None when verification is off or done."""
+def due_tasks(spec: JobSpec, progress: Progress) -> list[int]:
+    """The tasks to verify: not verified yet, with at least two candidates measured and one
+    that ran; none when verification is off or done."""
     if spec.verify_top < 2 or spec.verify_passes < 1:
-        return None
-    for index, task in enumerate(progress.tasks):
-        if not task.verified and task.best_us is not None and task.trials >= 2:
-            return index
-    return None
+        return []
+    return [index for index, task in enumerate(progress.tasks)
+            if not task.verified and task.best_us is not None and task.trials >= 2]
 
 
 def is_verify_plan(plan: dict[str, Any]) -> bool:
@@ -102,11 +102,24 @@ def leading(batches: list[list[tuple[float, dict[str, Any]]]], top: int) -> list
     return out
 
 
-def plan(job: JobDir, spec: JobSpec, task: int, exhausted: list[int]) -> dict[str, Any]:
-    """The verification round of `task`: its leading candidates, timed in interleaved passes."""
-    return {"task": task, "candidates": leading(_batches(job, task, job.progress()),
-                                                spec.verify_top),
-            "exhausted_tasks": exhausted, "verify": {"passes": spec.verify_passes}}
+def plan(job: JobDir, spec: JobSpec, tasks: list[int], exhausted: list[int]) -> dict[str, Any]:
+    """The verification round of `tasks`: each one's leading candidates (each candidate names
+    its task), all timed together in interleaved passes."""
+    progress = job.progress()
+    candidates = [{**entry, "task": task} for task in tasks
+                  for entry in leading(_batches(job, task, progress), spec.verify_top)]
+    return {"task": None, "candidates": candidates, "exhausted_tasks": exhausted,
+            "verify": {"passes": spec.verify_passes, "tasks": tasks}}
+
+
+def task_of(plan: dict[str, Any], candidate: dict[str, Any]) -> int:
+    """The task a planned candidate belongs to: its own in a verification plan, else the plan's."""
+    return int(candidate.get("task", plan["task"]))
+
+
+def verified_tasks(plan: dict[str, Any]) -> list[int]:
+    """The tasks a verification plan verifies (empty for a search plan)."""
+    return list(plan["verify"]["tasks"]) if is_verify_plan(plan) else []
 
 
 def pass_order(count: int, pass_: int) -> list[int]:

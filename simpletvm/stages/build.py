@@ -1,5 +1,7 @@
 """Stage `build`: compile each candidate of the round to a shared library, in parallel.
 
+A search round's candidates are all of the plan's task; a verification round's name their own.
+
 Workers are forked from this process after TVM is imported, one per leased core.
 """
 
@@ -8,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from simpletvm import verification
 from simpletvm.candidates import replay, shash
 from simpletvm.jobdir import read_json, write_json
 from simpletvm.pool import isolated_map
@@ -41,22 +44,23 @@ def run(ctx: StageContext) -> dict[str, Any]:
     job = ctx.job
     plan = read_json(ctx.round_dir / "candidates.json")
     built: list[dict[str, Any]] = []
-    if plan["task"] is not None and plan["candidates"]:
-        spec = job.spec()
-        info = job.tasks()[plan["task"]]
-        workload = tvm.ir.load_json((job.task_dir(info) / "task.json").read_text())
-        target = to_tvm(spec.target)
+    mismatched = 0
+    if plan["candidates"]:
+        tasks = [verification.task_of(plan, c) for c in plan["candidates"]]
+        infos = job.tasks()
+        workloads = {t: tvm.ir.load_json((job.task_dir(infos[t]) / "task.json").read_text())
+                     for t in set(tasks)}
+        target = to_tvm(job.spec().target)
         art = ctx.round_dir / "art"
         art.mkdir(parents=True, exist_ok=True)
-        mods = [replay(workload, c["trace"]).mod for c in plan["candidates"]]
+        mods = [replay(workloads[t], c["trace"]).mod
+                for t, c in zip(tasks, plan["candidates"], strict=True)]
         hashes = [c["hash"] for c in plan["candidates"]]
         mismatched = sum(shash(m) != h for m, h in zip(mods, hashes, strict=True))
         _INPUTS[:] = [(m, target, art / f"{i:03d}.so") for i, m in enumerate(mods)]
         outcomes = isolated_map(_build_index, len(mods), ctx.threads, BUILD_TIMEOUT_S)
         _INPUTS.clear()
         built = [{"artifact": o.value, "error": o.error} for o in outcomes]
-    else:
-        mismatched = 0
     write_json(ctx.round_dir / "built.json", {"built": built})
     return {"built": sum(b["error"] is None for b in built),
             "errors": sum(b["error"] is not None for b in built), "hash_mismatches": mismatched}

@@ -1,8 +1,8 @@
 """Stage `learn`: commit the round's measurements to the task database and the cost model.
 
 The only writer of the task's database, measured.txt, cost_model.tar and progress.json. A
-verification round (simpletvm.verification) goes to the task's verified/ database instead and
-teaches the cost model nothing: its candidates were measured already.
+verification round (simpletvm.verification) goes to each of its tasks' verified/ databases
+instead and teaches the cost model nothing: its candidates were measured already.
 """
 
 from __future__ import annotations
@@ -87,12 +87,15 @@ def run(ctx: StageContext) -> dict[str, Any]:
     infos = job.tasks()
     pending = job.cost_model_path.with_name("cost_model.pending.tar")
     verify = verification.is_verify_plan(plan)
-    if task is not None and entries and verify:
-        info = infos[task]
-        results = read_json(ctx.round_dir / "results.json")["results"]
-        kept = _commit_verified(ctx, job.task_dir(info), info, entries, results)
-        batch_best = kept
-        progress.tasks[task].verified_us = kept
+    if verify:
+        results = read_json(ctx.round_dir / "results.json")["results"] if entries else []
+        for index in verification.verified_tasks(plan):
+            mine = [i for i, c in enumerate(entries) if c["task"] == index]
+            if mine:
+                progress.tasks[index].verified_us = _commit_verified(
+                    ctx, job.task_dir(infos[index]), infos[index], [entries[i] for i in mine],
+                    [results[i] for i in mine])
+            progress.tasks[index].verified = True  # even if nothing ran: it had its round
     elif task is not None and entries:
         info = infos[task]
         task_dir = job.task_dir(info)
@@ -109,8 +112,6 @@ def run(ctx: StageContext) -> dict[str, Any]:
         progress.trials += len(entries)
         if batch_best is not None and (state.best_us is None or batch_best < state.best_us):
             state.best_us = batch_best
-    if task is not None and verify:
-        progress.tasks[task].verified = True
     progress.rounds = ctx.round + 1
     progress.curve.append({"round": ctx.round, "plan": plan_id, "time": time.time(),
                            "trials": progress.trials, "task": task, "batch_best_us": batch_best,
@@ -171,4 +172,5 @@ def _summary(job: Any, progress: Any, plan: dict[str, Any], batch_best: float | 
             "trials_total": progress.trials, "batch_best_us": batch_best,
             "estimated_latency_us": progress.estimated_latency_us(infos), "replayed": replayed,
             "verify": verify,
-            "done": over and verification.next_task(spec, progress) is None}
+            "verified_tasks": verification.verified_tasks(plan),
+            "done": over and not verification.due_tasks(spec, progress)}

@@ -9,7 +9,7 @@ job at that directory measured in the same round instead, so two ways of running
 compared without search luck.
 
 Once the search is over (budget spent, goal met, every task exhausted) the stage plans one
-verification round per task instead (simpletvm.verification), then reports done.
+verification round for all the job's tasks instead (simpletvm.verification), then reports done.
 """
 
 from __future__ import annotations
@@ -97,13 +97,15 @@ def run(ctx: StageContext) -> dict[str, Any]:
         if spec.replay:
             plan = replayed(spec.replay, ctx.round)
     if plan["task"] is None:
-        index = verification.next_task(spec, progress)
-        if index is not None:
-            plan = verification.plan(job, spec, index, plan["exhausted_tasks"])
+        due = verification.due_tasks(spec, progress)
+        if due:
+            plan = verification.plan(job, spec, due, plan["exhausted_tasks"])
     write_json(ctx.round_dir / "candidates.json", plan)
+    verify = verification.is_verify_plan(plan)
     return {"task": plan["task"], "candidates": len(plan["candidates"]),
-            "exhausted_tasks": plan["exhausted_tasks"],
-            "verify": verification.is_verify_plan(plan), "done": plan["task"] is None}
+            "exhausted_tasks": plan["exhausted_tasks"], "verify": verify,
+            "verified_tasks": verification.verified_tasks(plan),
+            "done": plan["task"] is None and not verify}
 
 
 def _search(ctx: StageContext, spec: JobSpec, progress: Progress) -> dict[str, Any]:

@@ -88,6 +88,44 @@ def _check_verification(job, report) -> None:
     assert [float(s) * 1e6 for s in record.run_secs] == pytest.approx([kept["verified_us"]])
 
 
+def test_one_verification_round_covers_every_task(tmp_path, executor) -> None:
+    """A job with several tasks ends with one verification round, not one per task: one build
+    and one profile over every task's leading candidates; each task keeps its own pick."""
+    import tvm
+
+    job = create_job(tmp_path / "job", _spec(model="zoo:mlp", input_shapes={"x": [1, 32]},
+                                             trials=12, batch_size=4, verify_top=3,
+                                             verify_passes=3))
+    outcomes = []
+    report = drive(job, executor, cores=CORES, on_stage=lambda n, r, o: outcomes.append((n, o)))
+    plans = [read_json(d / "candidates.json") for d in sorted((job.root / "rounds").iterdir())]
+    assert [bool(p.get("verify")) for p in plans] == [False] * (len(plans) - 1) + [True]
+    tasks = len(job.tasks())
+    assert tasks >= 2 and plans[-1]["verify"]["tasks"] == list(range(tasks))
+    last = plans[-1]["candidates"]
+    assert [c["task"] for c in last] == sorted(c["task"] for c in last)  # task by task
+    assert {c["task"] for c in last} == set(range(tasks))
+    built = read_json(job.round_dir(len(plans) - 1) / "built.json")["built"]
+    assert len(built) == len(last) and all(b["error"] is None for b in built)
+    # one stage of each kind for the whole verification, after the last search round's learn
+    assert [n for n, _ in outcomes][-5:] == ["search", "build", "profile", "learn", "compile"]
+    records = verification.open_records(job.result_dir / "records")
+    for index, info in enumerate(job.tasks()):
+        mine = [c["hash"] for c in last if c["task"] == index]
+        searched = {c["hash"] for p in plans[:-1] if p["task"] == index for c in p["candidates"]}
+        assert 2 <= len(mine) <= 3 and set(mine) <= searched
+        summary = read_json(job.task_dir(info) / "verified.json")
+        assert [c["hash"] for c in summary["candidates"]] == mine
+        assert all(len(c["passes_us"]) == 3 for c in summary["candidates"])
+        kept = min(summary["candidates"], key=lambda c: c["verified_us"])
+        assert summary["kept"] == kept["hash"]
+        assert report["tasks"][index]["verified_us"] == kept["verified_us"]
+        workload = tvm.ir.load_json((job.task_dir(info) / "task.json").read_text())
+        record = records.query_tuning_record(workload, to_tvm(_spec().target), "main")
+        assert [float(s) * 1e6 for s in record.run_secs] == pytest.approx([kept["verified_us"]])
+    assert report["trials"] == 12 and report["curve"][-1]["verify"]
+
+
 def test_stage_process_is_pinned_to_its_lease(tmp_path, executor) -> None:
     job = create_job(tmp_path / "job", _spec(model="zoo:matmul", input_shapes=None))
     outcome = executor.run(StageRequest("extract", str(job.root), 0, cores=[CORES[-1]]))

@@ -37,27 +37,30 @@ def _spec(**kw) -> JobSpec:
     return JobSpec(name="j", target={"kind": "llvm"}, trials=32, **kw)
 
 
-def test_verification_follows_the_search_one_task_at_a_time() -> None:
-    infos = [TaskInfo(i, f"t{i}", 1, 1.0, str(i)) for i in range(3)]
+def test_verification_follows_the_search_for_all_tasks_at_once() -> None:
+    infos = [TaskInfo(i, f"t{i}", 1, 1.0, str(i)) for i in range(4)]
     progress = Progress(trials=16, tasks=[TaskProgress(trials=8, best_us=5.0),
                                           TaskProgress(trials=8, best_us=9.0),
-                                          TaskProgress(trials=0)])
+                                          TaskProgress(trials=0),
+                                          TaskProgress(trials=3, best_us=2.0)])
     assert not verification.tuning_over(_spec(), progress, infos)
     assert verification.tuning_over(_spec(latency_goal_us=100.0), progress, infos) is False  # t2
     progress.tasks[2] = TaskProgress(trials=1, best_us=1.0, exhausted=True)
-    assert verification.tuning_over(_spec(latency_goal_us=15.0), progress, infos)
+    assert verification.tuning_over(_spec(latency_goal_us=18.0), progress, infos)
     progress.trials = 32
     assert verification.tuning_over(_spec(), progress, infos)
-    assert verification.next_task(_spec(), progress) == 0
+    # one round for every task with something to choose from (t2: one candidate, nothing to pick)
+    assert verification.due_tasks(_spec(), progress) == [0, 1, 3]
     progress.tasks[0].verified, progress.tasks[0].verified_us = True, 7.0
-    assert verification.next_task(_spec(), progress) == 1
     progress.tasks[1].verified = True  # nothing ran in its round: verified all the same
-    assert verification.next_task(_spec(), progress) is None  # t2: one candidate, nothing to pick
-    assert progress.estimated_latency_us(infos) == 7.0 + 9.0 + 1.0  # verified where verified
+    assert verification.due_tasks(_spec(), progress) == [3]
+    progress.tasks[3].verified = True
+    assert verification.due_tasks(_spec(), progress) == []
+    assert progress.estimated_latency_us(infos) == 7.0 + 9.0 + 1.0 + 2.0  # verified where verified
     fresh = Progress(trials=32, tasks=[TaskProgress(trials=8, best_us=5.0)])
-    assert verification.next_task(_spec(verify_top=1), fresh) is None  # off
-    assert verification.next_task(_spec(verify_passes=0), fresh) is None  # off
-    assert verification.next_task(_spec(), fresh) == 0
+    assert verification.due_tasks(_spec(verify_top=1), fresh) == []  # off
+    assert verification.due_tasks(_spec(verify_passes=0), fresh) == []  # off
+    assert verification.due_tasks(_spec(), fresh) == [0]
 
 
 def test_plan_reads_batches_from_the_committed_records_not_round_directories(tmp_path) -> None:
@@ -84,11 +87,18 @@ def test_plan_reads_batches_from_the_committed_records_not_round_directories(tmp
                                                      "verify": True}]
     job.write_progress(Progress(trials=6, tasks=[TaskProgress(5, 1.1), TaskProgress(1, 5.0)],
                                 curve=curve))
-    plan = verification.plan(job, _spec(), 0, exhausted=[])
-    # batch winners first (b from round 0, e from round 2), then seconds; x failed to run
-    assert [c["hash"] for c in plan["candidates"]] == ["b", "e", "a", "d"]
+    plan = verification.plan(job, _spec(verify_top=4), [0, 1], exhausted=[])
+    # task 0: batch winners first (b from round 0, e from round 2), then seconds; x failed to
+    # run. Then task 1's one candidate: one round, each candidate naming its task
+    assert [(c["hash"], c["task"]) for c in plan["candidates"]] == [
+        ("b", 0), ("e", 0), ("a", 0), ("d", 0), ("c", 1)]
     assert plan["candidates"][0]["trace"] == [["trace", "b"]]
     assert plan["candidates"][0]["args_info"] == [["TENSOR", "f", [1]]]
     assert plan["candidates"][0]["search_us"] == 1.1e6
-    assert plan["task"] == 0 and plan["verify"] == {"passes": 7}
-    assert verification.is_verify_plan(plan)
+    assert plan["task"] is None and plan["verify"] == {"passes": 7, "tasks": [0, 1]}
+    assert verification.is_verify_plan(plan) and verification.verified_tasks(plan) == [0, 1]
+    assert [verification.task_of(plan, c) for c in plan["candidates"]] == [0, 0, 0, 0, 1]
+    search = {"task": 1, "candidates": [{"hash": "z"}], "exhausted_tasks": []}
+    assert verification.task_of(search, search["candidates"][0]) == 1
+    assert verification.verified_tasks(search) == []
+    assert len(verification.plan(job, _spec(verify_top=2), [0], exhausted=[])["candidates"]) == 2
