@@ -480,8 +480,10 @@ def test_shared_oversubscribes_and_profiles_are_not_exclusive() -> None:
 @pytest.mark.parametrize("policy", ["interleaved", "predictive"])
 def test_backfill_while_a_host_profile_waits(policy: str) -> None:
     """Stages finish exactly at their prior expected times, so estimates stay at the priors
-    (llvm: extract 0.2, search 12, build 7.5 core-seconds) except where noted."""
-    s = make_state(policy, jobs_per_host=4, pause_for_profile=False)
+    (llvm: extract 0.2, search 12, build 7.5 core-seconds) except where noted. Widening is
+    off: here it would hold j1's search for the other extracts' cores."""
+    options = {"widen": False} if policy == "predictive" else {}
+    s = make_state(policy, jobs_per_host=4, pause_for_profile=False, policy_options=options)
     feed(s, llvm_runner(cores=4), 0.0)
     e = [starts(feed(s, submit(j, trials=32), 0.0))[0] for j in ("j1", "j2", "j3")]
     assert [x.lease.core_ids for x in e] == [(0,), (1,), (2,)]
@@ -543,13 +545,23 @@ def test_longest_job_waits_for_the_cores_its_search_can_use() -> None:
         ("j1", "search", (0, 1))]  # j2's search waits for a core
 
 
+def test_a_blocker_a_little_late_is_still_waited_for() -> None:
+    """j2's extract (0.2 s expected, from 30.55) has outrun its estimate at 30.8, but not by
+    much: it is expected to end within a quarter of its estimate, so j1 still waits."""
+    s, x2, out = _long_job_ready(widen=True, queued=False, learnt=30.8)
+    assert starts(out) == []
+    out = feed(s, finished(x2), 30.85)
+    assert [(c.job_id, c.kind, c.lease.core_ids) for c in starts(out)] == [
+        ("j1", "search", (0, 1))]
+
+
 @pytest.mark.parametrize(("widen", "queued", "learnt"), [
-    (False, False, 30.6), (True, True, 30.6), (True, False, 30.8)])
+    (False, False, 30.6), (True, True, 30.6), (True, False, 31.0)])
 def test_widening_off_jobs_queued_or_blocker_overdue_starts_the_search_narrow(
         widen: bool, queued: bool, learnt: float) -> None:
     """Without widening, while jobs wait for room (throughput, not one job's chain, sets the
-    makespan), or once j2's extract has outrun its estimate (30.75: nothing says when it will
-    end), the search starts at once on the free core."""
+    makespan), or once j2's extract has run twice its estimate (0.45 s of 0.2 by 31.0: nothing
+    says when it will end), the search starts at once on the free core."""
     _, _, out = _long_job_ready(widen, queued, learnt)
     assert [(c.job_id, c.kind, c.lease.core_ids) for c in starts(out)] == [
         ("j1", "search", (0,))]

@@ -14,7 +14,8 @@
   use are about to free. If fewer cores are free than its stage can use, and waiting for the
   running leases it needs is expected to end that stage sooner than starting narrow now, its
   stage waits for them; meanwhile other stages only backfill the free cores if they are
-  expected to end before those cores come.
+  expected to end before those cores come. A running stage that outran its estimate is
+  expected to end soon (a quarter of its estimate), until it has run twice its estimate.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ if TYPE_CHECKING:
     from ..state import SchedulerState
 
 __all__ = ["PredictivePolicy"]
+
+# A stage that has outrun its estimate is expected to end within this fraction of it ...
+OVERDUE_GRACE = 0.25
+# ... until it has run this many times its estimate.
+OVERDUE_LIMIT = 2.0
 
 
 class PredictivePolicy(InterleavedPolicy):
@@ -122,8 +128,8 @@ class PredictivePolicy(InterleavedPolicy):
         ends = []
         for lid in lease_ids:
             lease = state.leases[lid]
-            end = self._expected_end(state, lease, now)
-            if end > now:  # an overdue stage says nothing about when it will end
+            end = self._overdue_end(state, lease, now)
+            if end is not None:
                 ends.append((end, len(lease.held_cores)))
         got = 0
         for end, cores in sorted(ends):
@@ -154,6 +160,19 @@ class PredictivePolicy(InterleavedPolicy):
         """When the host's active leases are expected to have ended."""
         return max((cls._expected_end(state, state.leases[lid], now) for lid in host.leases),
                    default=now)
+
+    @staticmethod
+    def _overdue_end(state: SchedulerState, lease: Lease, now: float) -> float | None:
+        """When the stage under `lease` is expected to end, allowing for one that outran its
+        estimate: stage times scatter around their averages, so a stage a little late is
+        expected to end soon (within OVERDUE_GRACE of its estimate); None once it has run
+        OVERDUE_LIMIT times its estimate (stuck or mis-estimated: nothing says when)."""
+        job = state.jobs[lease.job_id]
+        expected = state.estimates.duration(job, job.stage.kind, len(lease.core_ids))
+        running = lease.running_s(now)
+        if running >= OVERDUE_LIMIT * expected:
+            return None
+        return now + max(expected - running, OVERDUE_GRACE * expected)
 
     @staticmethod
     def _expected_end(state: SchedulerState, lease: Lease, now: float) -> float:
