@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+PB2    := proto/tunesched_pb2.py
 
 .PHONY: demo test test-fast bench lint proto install clean
 
@@ -18,16 +19,16 @@ $(STAMP): $(PY) requirements.lock setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) $(PB2)
 	$(VENV)/bin/tunesched demo
 
-test: $(STAMP)
+test: $(STAMP) $(PB2)
 	$(PY) -m pytest -q
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(PB2)
 	$(PY) -m pytest -q -m "not tvm and not slow"
 
-bench: $(STAMP)
+bench: $(STAMP) $(PB2)
 	$(PY) bench/bench_stages.py
 	$(PY) bench/bench_build.py
 	$(PY) bench/bench_policies.py
@@ -38,6 +39,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 proto: $(PY)
+	$(PY) -m proto.generate
+
+# generated code is not committed: regenerate when the contract changes
+$(PB2): proto/tunesched.proto | $(STAMP)
 	$(PY) -m proto.generate
 
 clean:

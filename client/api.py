@@ -69,8 +69,11 @@ class Client:
                latency_goal_us: float = 0.0, batch_size: int = 32, user: str = "",
                input_shapes: dict[str, list[int]] | None = None,
                request_id: str | None = None, seed: int = 0,
-               replay_dir: str = "") -> pb.JobInfo:
-        """Submit `model` (zoo:NAME or a path to .onnx); retries reuse one request id."""
+               replay_dir: str = "", verify_top: int | None = None,
+               verify_passes: int | None = None) -> pb.JobInfo:
+        """Submit `model` (zoo:NAME or a path to .onnx); retries reuse one request id.
+        `verify_top`/`verify_passes`: the verification after the search (None: the scheduler's
+        defaults; verify_top=0 turns it off)."""
         data = b""
         if not model.startswith("zoo:"):
             path = Path(model)
@@ -83,7 +86,8 @@ class Client:
                           batch_size=batch_size, priority=priority, seed=seed,
                           latency_goal_us=latency_goal_us, user=user,
                           input_shapes_json=json.dumps(input_shapes) if input_shapes else "",
-                          request_id=request_id or uuid.uuid4().hex, replay_dir=replay_dir)
+                          request_id=request_id or uuid.uuid4().hex, replay_dir=replay_dir,
+                          verify_top=verify_top, verify_passes=verify_passes)
 
         def messages() -> Iterator[pb.SubmitJobRequest]:
             yield pb.SubmitJobRequest(spec=spec)

@@ -208,14 +208,20 @@ def _shapes(values: tuple[str, ...]) -> dict[str, list[int]] | None:
 @click.option("--batch-size", default=32, show_default=True, help="Candidates per round.")
 @click.option("--input-shape", multiple=True, help="NAME=d0,d1,... for dynamic inputs.")
 @click.option("--user", default=lambda: os.environ.get("USER", "default"), show_default="$USER")
+@click.option("--verify-top", type=int, default=None,
+              help="After the search, time each task's N leading candidates again and keep "
+                   "the fastest [default: 6; 0: off].")
+@click.option("--verify-passes", type=int, default=None,
+              help="Interleaved timing passes of that verification [default: 7].")
 def submit(model: str, connect: Any, target: str, trials: int, name: str, priority: int,
            latency_goal_us: float, batch_size: int, input_shape: tuple[str, ...],
-           user: str) -> None:
+           user: str, verify_top: int | None, verify_passes: int | None) -> None:
     """Submit MODEL (a .onnx file or zoo:NAME); prints the job id as the last line."""
     def go() -> None:
         with connect() as client:
             info = client.submit(model, target, trials, name, priority, latency_goal_us,
-                                 batch_size, user, _shapes(input_shape))
+                                 batch_size, user, _shapes(input_shape),
+                                 verify_top=verify_top, verify_passes=verify_passes)
         click.echo(f"submitted {info.name} ({info.model}, {info.trial_budget} trials)")
         click.echo(info.job_id)
 

@@ -9,12 +9,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from scheduler.service.errors import InvalidRequest
+from simpletvm.jobdir import JobSpec as TuningSpec
 
 MAX_TRIALS = 1_000_000
 MAX_BATCH = 4096
 MAX_MODEL_BYTES = 512 * 1024 * 1024
 MAX_INPUT_DIM = 1 << 16           # one input dimension
 MAX_INPUT_ELEMENTS = 1 << 28      # one input tensor (1 GiB of float32)
+MAX_VERIFY = 64                   # verification candidates per task, and passes
 ZOO_MODELS = ("matmul", "conv2d", "mlp", "convnet", "resnet_tiny", "resnet18")
 
 
@@ -35,6 +37,8 @@ class JobRecord:
     input_shapes: dict[str, list[int]] | None = None
     request_id: str = ""
     replay_dir: str = ""  # evaluation: see simpletvm JobSpec.replay
+    verify_top: int = TuningSpec.verify_top  # simpletvm.verification; 0: off
+    verify_passes: int = TuningSpec.verify_passes
     submitted_at: float = 0.0
     state: str = "queued"
     stage: str = ""
@@ -78,7 +82,8 @@ class JobRecord:
         return {"name": self.name, "target": self.target, "trials": self.trials,
                 "batch_size": self.batch_size, "seed": self.seed, "model": self.model,
                 "input_shapes": self.input_shapes, "latency_goal_us": self.latency_goal_us,
-                "replay": self.replay_dir}
+                "replay": self.replay_dir, "verify_top": self.verify_top,
+                "verify_passes": self.verify_passes}
 
 
 def validate_submission(name: str, model: str, target_text: str, trials: int, batch_size: int,
@@ -136,6 +141,20 @@ def validate_submission(name: str, model: str, target_text: str, trials: int, ba
                 raise InvalidRequest(f"input {name!r} would have {math.prod(shape)} elements, "
                                      f"over the {MAX_INPUT_ELEMENTS} limit")
     return target, shapes
+
+
+def validate_verification(top: int | None, passes: int | None) -> tuple[int, int]:
+    """The verification settings of a submission (unset: simpletvm's defaults); InvalidRequest
+    says what to fix."""
+    top = TuningSpec.verify_top if top is None else top
+    passes = TuningSpec.verify_passes if passes is None else passes
+    if not 0 <= top <= MAX_VERIFY:
+        raise InvalidRequest(f"verify top must be between 0 (verification off) and {MAX_VERIFY} "
+                             f"candidates per task, got {top}")
+    if not 1 <= passes <= MAX_VERIFY:
+        raise InvalidRequest(f"verify passes must be between 1 and {MAX_VERIFY}, got {passes} "
+                             "(to turn verification off, set verify top to 0)")
+    return top, passes
 
 
 def input_ranks(model: Any) -> dict[str, int]:

@@ -32,6 +32,7 @@ from scheduler.service.records import (
     check_input_shapes,
     input_ranks,
     validate_submission,
+    validate_verification,
     zoo_input_ranks,
 )
 
@@ -104,6 +105,9 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         else:
             ranks = zoo_input_ranks(spec.model.removeprefix("zoo:"))
         check_input_shapes(ranks, shapes)
+        verify_top, verify_passes = validate_verification(
+            spec.verify_top if spec.HasField("verify_top") else None,
+            spec.verify_passes if spec.HasField("verify_passes") else None)
         if spec.replay_dir and not os.path.isabs(spec.replay_dir):
             raise InvalidRequest(f"replay directory must be an absolute path on the runners' "
                                  f"hosts, got {spec.replay_dir!r}")
@@ -114,7 +118,8 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
             user=(spec.user or caller.name) if self.daemon.config.auth.clients_open
             else caller.name,
             latency_goal_us=spec.latency_goal_us or None, input_shapes=shapes,
-            request_id=spec.request_id, replay_dir=spec.replay_dir)
+            request_id=spec.request_id, replay_dir=spec.replay_dir, verify_top=verify_top,
+            verify_passes=verify_passes)
         return convert.job_info(self.daemon.submit(record, model))
 
     @_rpc

@@ -49,6 +49,9 @@ def test_health_is_serving(service) -> None:
     ({"batch_size": 100_000}, "batch size"),
     ({"model": "zoo:vgg"}, "unknown zoo model"),
     ({"latency_goal_us": -1.0}, "latency goal"),
+    ({"verify_top": -1}, "verify top must be between 0 (verification off) and 64"),
+    ({"verify_top": 65}, "verify top must be between"),
+    ({"verify_passes": 0}, "verify passes must be between 1 and 64"),
 ])
 def test_bad_submissions_are_invalid_argument(client, kwargs, needle) -> None:
     args = {"model": "zoo:mlp", "target": "cpu", "trials": 8} | kwargs
@@ -101,6 +104,21 @@ def test_state_survives_a_restart(tmp_path) -> None:
             assert {j.job_id: j.state for j in c.jobs()} == {ids[0]: "queued",
                                                               ids[1]: "cancelled"}
         assert svc.daemon.core.jobs[ids[0]].state == "queued"
+    finally:
+        svc.stop()
+
+
+def test_verification_settings_reach_the_job_and_survive_a_restart(tmp_path) -> None:
+    svc = Service(DaemonConfig(tmp_path / "s.db"), "127.0.0.1:0").start()
+    with Client(svc.address) as c:
+        ids = [c.submit("zoo:mlp", "cpu", 8).job_id,
+               c.submit("zoo:mlp", "cpu", 8, verify_top=0).job_id,
+               c.submit("zoo:mlp", "cpu", 8, verify_top=3, verify_passes=5).job_id]
+    svc.stop()
+    svc = Service(DaemonConfig(tmp_path / "s.db"), "127.0.0.1:0").start()
+    try:
+        specs = [svc.daemon.get(i).job_spec() for i in ids]  # what job.json will hold
+        assert [(s["verify_top"], s["verify_passes"]) for s in specs] == [(6, 7), (0, 7), (3, 5)]
     finally:
         svc.stop()
 

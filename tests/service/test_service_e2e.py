@@ -27,8 +27,9 @@ def submit(address: str, model: str, trials: int, *extra: str) -> str:
 
 def test_two_jobs_interleave_profiles_alone_and_results_compile(cluster) -> None:
     address, tmp = cluster["address"], cluster["tmp"]
-    jobs = [submit(address, "zoo:matmul", 16, "--name", "mm"),
-            submit(address, "zoo:conv2d", 16, "--name", "conv")]
+    jobs = [submit(address, "zoo:matmul", 16, "--name", "mm", "--verify-top", "0"),
+            submit(address, "zoo:conv2d", 16, "--name", "conv", "--verify-top", "3",
+                   "--verify-passes", "2")]
     for job in jobs:
         watched = cli("watch", job, "--scheduler", address)
         assert watched.returncode == 0, watched.stdout + watched.stderr
@@ -60,6 +61,13 @@ def test_two_jobs_interleave_profiles_alone_and_results_compile(cluster) -> None
         assert got.returncode == 0, got.stderr
         report = json.loads((out_dir / "report.json").read_text())
         assert report["trials"] == 16 and (out_dir / "model.so").exists()
+        # the submitted verification settings reached the stages: off for mm, 3 x 2 for conv
+        verified = out_dir / "records" / "00" / "verified.json"
+        if model == "matmul":
+            assert not verified.exists() and report["tasks"][0]["verified_us"] is None
+        else:
+            rows = json.loads(verified.read_text())["candidates"]
+            assert [len(r["passes_us"]) for r in rows] == [2, 2, 2]
         net = SimpleTVM.from_zoo(model, shape).target(json.loads(TARGET))
         net.use_records(out_dir / "records").benchmark(repeat=5)
         assert net.latency.median_us < net.untuned_latency.median_us
