@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,6 @@ from simpletvm import context, verification
 from simpletvm.candidates import to_measure_candidate
 from simpletvm.jobdir import read_json, write_json
 from simpletvm.stages.base import StageContext
-
-
-def _median(xs: list[float]) -> float:
-    s = sorted(xs)
-    mid = len(s) // 2
-    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
-
 
 RECORDS, MEASURED, FAILED_RUN_SECS = (verification.RECORDS, verification.MEASURED,
                                      verification.FAILED_RUN_SECS)
@@ -105,7 +99,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
                                                    progress.cost_model_trained_size)
         progress.committed_bytes[info.dirname] = {
             name: (task_dir / name).stat().st_size for name in (RECORDS, MEASURED)}
-        medians = [_median(r["run_secs"]) * 1e6 for r in results if r["run_secs"]]
+        medians = [statistics.median(r["run_secs"]) * 1e6 for r in results if r["run_secs"]]
         batch_best = min(medians) if medians else None
         state = progress.tasks[task]
         state.trials += len(entries)
