@@ -148,9 +148,9 @@ def validate_verification(top: int | None, passes: int | None) -> tuple[int, int
     says what to fix."""
     top = TuningSpec.verify_top if top is None else top
     passes = TuningSpec.verify_passes if passes is None else passes
-    if not 0 <= top <= MAX_VERIFY:
-        raise InvalidRequest(f"verify top must be between 0 (verification off) and {MAX_VERIFY} "
-                             f"candidates per task, got {top}")
+    if top != 0 and not 2 <= top <= MAX_VERIFY:
+        raise InvalidRequest(f"verify top must be 0 (verification off) or between 2 and "
+                             f"{MAX_VERIFY} candidates per task, got {top}")
     if not 1 <= passes <= MAX_VERIFY:
         raise InvalidRequest(f"verify passes must be between 1 and {MAX_VERIFY}, got {passes} "
                              "(to turn verification off, set verify top to 0)")

@@ -49,8 +49,9 @@ def test_health_is_serving(service) -> None:
     ({"batch_size": 100_000}, "batch size"),
     ({"model": "zoo:vgg"}, "unknown zoo model"),
     ({"latency_goal_us": -1.0}, "latency goal"),
-    ({"verify_top": -1}, "verify top must be between 0 (verification off) and 64"),
-    ({"verify_top": 65}, "verify top must be between"),
+    ({"verify_top": -1}, "verify top must be 0 (verification off) or between 2 and 64"),
+    ({"verify_top": 1}, "verify top must be 0"),  # one candidate: nothing to choose from
+    ({"verify_top": 65}, "or between 2 and 64 candidates per task, got 65"),
     ({"verify_passes": 0}, "verify passes must be between 1 and 64"),
 ])
 def test_bad_submissions_are_invalid_argument(client, kwargs, needle) -> None:
