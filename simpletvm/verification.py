@@ -8,11 +8,13 @@ tuning kept a conv2d kernel 1.6x slower than its best candidate timed alone.
 
 So after the last search round the job gets one more round, for all its tasks at once: each
 task's leading candidates are rebuilt (one build over the leased cores) and timed in `passes`
-interleaved passes (A B C D, D C B A, ...), each taking one sample of each, and each keeps the
-median of its samples, so a slow moment lands on all alike. One round, not one per task: a
-job's tail is then one search, build, profile and learn, however many tasks it has. The learn
-stage writes each task's candidates to that task's `verified/` records database, and every
-consumer of records (`open_records`) takes a task's verified records over its search records.
+interleaved passes (A B C D, D C B A, ...), each taking one sample of each. A slow moment
+lands on all of one pass alike, so each candidate is judged by its time relative to the
+others, pass by pass (simpletvm.turns), not by the median of its own samples. One round, not
+one per task: a job's tail is then one search, build, profile and learn, however many tasks
+it has. The learn stage writes each task's candidates to that task's `verified/` records
+database, and every consumer of records (`open_records`) takes a task's verified records over
+its search records.
 
 Leading candidates: each batch's fastest first, then each batch's second, and so on, each
 tier ordered by mean time; the first `top` of them. A batch timed in a slow minute still puts
@@ -26,6 +28,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from simpletvm import turns
 from simpletvm.jobdir import JobDir, JobSpec, Progress, TaskInfo, read_json
 
 VERIFIED = "verified"  # tasks/NN/verified/: a JSONDatabase of the re-timed candidates
@@ -128,9 +131,12 @@ def pass_order(count: int, pass_: int) -> list[int]:
     return order[::-1] if pass_ % 2 else order
 
 
-def verified_secs(per_pass: list[float]) -> float:
-    """What a verified candidate is recorded at: the median over its passes."""
-    return statistics.median(per_pass)
+def verified_secs(per_pass: list[list[float]]) -> list[float | None]:
+    """What one task's verified candidates are recorded at, given each one's per-pass times
+    (empty: it did not run): their times pass by pass with the machine's drift taken out
+    (simpletvm.turns); None for those that did not run."""
+    estimates = turns.in_turns(dict(enumerate(per_pass)))
+    return [estimates.get(i) for i in range(len(per_pass))]
 
 
 def summary(task_dir: Path) -> dict[str, Any] | None:

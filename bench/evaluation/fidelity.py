@@ -23,6 +23,7 @@ from simpletvm import verification
 from simpletvm.driver import run_checked
 from simpletvm.executor import StageExecutor, StageRequest
 from simpletvm.jobdir import read_json
+from simpletvm.turns import in_turns
 
 
 @dataclass
@@ -102,11 +103,13 @@ def remeasure(job_dir: Path, scratch: Path, executor: StageExecutor,
 def final_latencies(model: str, target: dict[str, Any], record_dirs: dict[str, Path],
                     rounds: int = 10, repeat: int = 10,
                     shape: list[int] | None = None) -> dict[str, float]:
-    """Median latency (us) of `model` compiled with each way's records, timed alone.
+    """Latency (us) of `model` compiled with each way's records, timed alone.
 
     Every way is compiled first; then they take turns `rounds` times, in alternating order
-    (A B C, C B A, ...), and each keeps the median of its round medians, so a slow moment of
-    the machine lands on all ways alike. Key "untuned": no records.
+    (A B C, C B A, ...), each taking the median of `repeat` samples per turn. A slow moment of
+    the machine lands on all ways of a turn alike, so each way's latency is its time relative
+    to the others turn by turn, scaled by the median turn (simpletvm.turns), not the median
+    of its own turns. Key "untuned": no records.
     """
     from simpletvm import SimpleTVM
 
@@ -123,7 +126,7 @@ def final_latencies(model: str, target: dict[str, Any], record_dirs: dict[str, P
             samples[way].append(
                 compiled[way].benchmark(repeat=repeat, baseline=False).latency.median_us)
         order.reverse()
-    return {way: statistics.median(v) for way, v in samples.items()}
+    return in_turns(samples)
 
 
 def _verified(job_dir: Path) -> dict[int, dict[str, Any]]:

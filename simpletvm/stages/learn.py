@@ -134,8 +134,8 @@ def _commit_verified(ctx: StageContext, task_dir: Path, info: Any, entries: list
     db = ms.database.JSONDatabase(work_dir=str(tmp), module_equality="structural")
     wl = db.commit_workload(workload)
     rows = []
-    for entry, res in zip(entries, results, strict=True):
-        secs = verification.verified_secs(res["run_secs"]) if res["run_secs"] else None
+    estimates = verification.verified_secs([res["run_secs"] or [] for res in results])
+    for entry, res, secs in zip(entries, results, estimates, strict=True):
         rows.append({"hash": entry["hash"], "search_us": entry.get("search_us"),
                      "passes_us": [s * 1e6 for s in res["run_secs"] or []],
                      "verified_us": secs * 1e6 if secs is not None else None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from simpletvm import verification
 from simpletvm.jobdir import JobSpec, Progress, TaskInfo, TaskProgress
 
@@ -30,7 +32,10 @@ def test_leading_candidates_give_every_batch_its_best_first() -> None:
 
 def test_passes_alternate_their_order() -> None:
     assert [verification.pass_order(3, p) for p in range(3)] == [[0, 1, 2], [2, 1, 0], [0, 1, 2]]
-    assert verification.verified_secs([3.0, 1.0, 9.0, 2.0, 1.5]) == 2.0  # a slow pass is ignored
+    # recorded times: pass by pass relative to the others (a slow pass is ignored); None when
+    # a candidate did not run
+    secs = verification.verified_secs([[3.0, 1.0, 9.0], [], [6.0, 2.0, 18.0]])
+    assert secs[1] is None and secs[2] / secs[0] == pytest.approx(2.0)
 
 
 def _spec(**kw) -> JobSpec:
