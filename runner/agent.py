@@ -64,7 +64,9 @@ class Agent:
     def __init__(self, config: RunnerConfig, executor: Any = None) -> None:
         self.config = config
         self.executor = executor or StageExecutor(gpu=bool(config.host.gpus))
-        self.running: dict[str, StageProcess] = {}
+        # lease -> its stage process; None while the stage starts (job fetch, process spawn):
+        # a revoke or a lost connection meanwhile removes the entry, and the stage never runs
+        self.running: dict[str, StageProcess | None] = {}
         self.paused: set[str] = set()  # leases to keep stopped (their stage may not run yet)
         self.lock = threading.Lock()
         self.meter = LoadMeter()
@@ -172,6 +174,8 @@ class Agent:
     def _serve_stage(self, start: pb.StartStage, outbox: queue.Queue) -> None:
         lease = start.lease
         started = time.time()
+        with self.lock:
+            self.running[lease.lease_id] = None
         try:
             job = self._prepare(start)
             request = StageRequest(start.stage, str(job.root), start.round, list(lease.cores),
@@ -179,9 +183,16 @@ class Agent:
                                    start.timeout_s or None)
             process = self.executor.start(request)
             with self.lock:
-                self.running[lease.lease_id] = process
-                if lease.lease_id in self.paused:  # paused while we fetched the job
-                    process.pause()
+                revoked = lease.lease_id not in self.running
+                if not revoked:
+                    self.running[lease.lease_id] = process
+                    if lease.lease_id in self.paused:  # paused while we fetched the job
+                        process.pause()
+            if revoked:  # while it started: it must not run beside the stage that replaces it
+                log.warning("lease %s was revoked while its stage started: killing pid %d",
+                            lease.lease_id, process.pid)
+                process.kill()
+                return
             outcome = process.wait()
             with self.lock:
                 revoked = self.running.pop(lease.lease_id, None) is None
@@ -204,6 +215,7 @@ class Agent:
             outcome = StageOutcome(start.stage, "error", error=f"{type(exc).__name__}: {exc}",
                                    started=started, finished=time.time())
             with self.lock:
+                self.running.pop(lease.lease_id, None)
                 self.paused.discard(lease.lease_id)
         outbox.put(pb.RunnerMessage(result=pb.StageResult(
             lease_id=lease.lease_id, epoch=lease.epoch, job_id=start.job_id,

@@ -122,6 +122,9 @@ def profile_demand(target: dict[str, Any]) -> dict[str, dict[str, int]]:
     return {}
 
 
+SHUTTING_DOWN = "the scheduler is shutting down: retry after it restarts"
+
+
 class Daemon:
     """The scheduler's state and everything that changes it."""
 
@@ -520,7 +523,7 @@ class Daemon:
             return link
 
     def runner_heartbeat(self, link: RunnerLink, foreign_load: float,
-                         gpu_util: tuple[float, ...]) -> None:
+                         gpu_util: tuple[float, ...], live_leases: tuple[str, ...] = ()) -> None:
         if self.stopping.is_set():
             return
         with self.lock:
@@ -530,6 +533,22 @@ class Daemon:
             link.foreign_load = foreign_load
             # logged like any event: replay must see lease extensions to expire the same leases
             self._handle(HeartbeatReceived(link.runner_id, foreign_load, gpu_util))
+            self._revoke_strays(link, live_leases)
+
+    def _revoke_strays(self, link: RunnerLink, live_leases: tuple[str, ...]) -> None:
+        """Stop what a runner runs under a lease the scheduler does not give it (one revoked
+        while its stage started, one from before a restart): nothing runs unscheduled."""
+        from scheduler.service import convert
+
+        for lease_id in live_leases:
+            lease = self.core.leases.get(lease_id)
+            if lease is not None and lease.holder == link.runner_id:
+                continue
+            reason = "the scheduler holds no such lease for this runner"
+            log.warning("runner %s runs a stage under lease %s, which it does not hold: "
+                        "revoking it", link.runner_id, lease_id)
+            self._send(link.runner_id, convert.revoke_message(
+                RevokeLease(lease_id, link.runner_id, reason), 0), None)
 
     def runner_result(self, link: RunnerLink, result: dict[str, Any]) -> None:
         if self.stopping.is_set():
@@ -600,7 +619,7 @@ class Daemon:
     def store_bundle(self, job_id: str, lease_id: str, epoch: int, kind: str, version: int,
                      data: bytes) -> None:
         if self.stopping.is_set():
-            raise FailedPrecondition("the scheduler is shutting down: retry after it restarts")
+            raise FailedPrecondition(SHUTTING_DOWN)
         if kind not in BUNDLE_KINDS:
             raise InvalidRequest(f"unknown bundle kind {kind!r}: use one of "
                                  f"{', '.join(BUNDLE_KINDS)}")
@@ -612,6 +631,8 @@ class Daemon:
         staged = self.blobs.stage(data)  # the fsync, outside the lock
         try:
             with self.lock:
+                if self.stopping.is_set():  # the store may be closed: the blob and the
+                    raise FailedPrecondition(SHUTTING_DOWN)  # version naming it go together
                 record = self._live_job(job_id, lease_id, epoch)
                 self.blobs.commit(staged, job_id, f"{kind}.tar.gz")
                 if kind == "state":

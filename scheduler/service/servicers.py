@@ -237,7 +237,8 @@ class RunnerChannelServicer(pb_grpc.RunnerChannelServicer):
                     load = hb.foreign_load if math.isfinite(hb.foreign_load) else 0.0
                     self.daemon.runner_heartbeat(link, min(max(load, 0.0), 1.0),
                                                  tuple(u if math.isfinite(u) else 0.0
-                                                       for u in hb.gpu_util))
+                                                       for u in hb.gpu_util),
+                                                 tuple(hb.live_leases))
                 elif kind == "result":
                     self.daemon.runner_result(link, convert.result_dict(msg.result))
                 elif kind == "paused":

@@ -73,13 +73,14 @@ def run(ctx: StageContext) -> dict[str, Any]:
     progress = job.progress()
     task, entries = plan["task"], plan["candidates"]
     plan_id = _plan_id(ctx.round, entries)
-    if any(c.get("plan") == plan_id for c in progress.curve):  # a retried learn
+    pending = job.cost_model_path.with_name("cost_model.pending.tar")
+    if any(c.get("plan") == plan_id for c in progress.curve):  # a retried learn: committed
+        _finish(ctx, pending)  # it may have died between progress.json and the cost model
         return _summary(job, progress, plan, None, replayed=True)
     for index in plan.get("exhausted_tasks", []):
         progress.tasks[index].exhausted = True
     batch_best = None
     infos = job.tasks()
-    pending = job.cost_model_path.with_name("cost_model.pending.tar")
     verify = verification.is_verify_plan(plan)
     if verify:
         results = read_json(ctx.round_dir / "results.json")["results"] if entries else []
@@ -112,10 +113,16 @@ def run(ctx: StageContext) -> dict[str, Any]:
                            "estimated_latency_us": progress.estimated_latency_us(infos),
                            "verify": verify})
     job.write_progress(progress)  # the commit point
-    if pending.exists():
-        pending.replace(job.cost_model_path)
-    shutil.rmtree(ctx.round_dir / "art", ignore_errors=True)
+    _finish(ctx, pending)
     return _summary(job, progress, plan, batch_best, replayed=False)
+
+
+def _finish(ctx: StageContext, pending: Path) -> None:
+    """After the commit point: the trained cost model takes its place; the round's compiled
+    artifacts go. Both are idempotent, so a learn that died in here is finished by its retry."""
+    if pending.exists():
+        pending.replace(ctx.job.cost_model_path)
+    shutil.rmtree(ctx.round_dir / "art", ignore_errors=True)
 
 
 def _commit_verified(ctx: StageContext, task_dir: Path, info: Any, entries: list[dict[str, Any]],

@@ -164,6 +164,24 @@ class LimitedRunner(Runner):
                                      start_new_session=True, preexec_fn=limit)
 
 
+@contextlib.contextmanager
+def fake_runner(address: str, work: Path, executor: Any) -> Iterator[Any]:
+    """An in-process runner agent on host "box" whose stages `executor` runs, registered
+    with the daemon at `address` for the duration of the block."""
+    agent = fake_agent(address, "box", work, "fake-1", cores=2)
+    agent.executor = executor
+    stop = threading.Event()
+    thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: connected_runners(address) == 1, 15, "the runner to register")
+        yield agent
+    finally:
+        stop.set()
+        agent.stop()
+        thread.join(timeout=10)
+
+
 # ---------------------------------------------------------------------------- raw runner
 class RawRunner:
     """The test plays a runner on the raw RunnerChannel stream: it sends exactly what it is
@@ -340,42 +358,34 @@ def test_a_hung_stage_is_killed_at_its_timeout_and_retried(tmp_path: Path) -> No
     daemon = Daemon(tmp_path / "state" / "s.db", log, extra=["--stage-timeout", "search=1.5"])
     address = daemon.address
     executor = HangingSearch()
-    agent = fake_agent(address, "box", tmp_path / "work", "fake-1", cores=2)
-    agent.executor = executor
-    stop = threading.Event()
-    thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
-    thread.start()
     try:
-        wait_for(lambda: connected_runners(address) == 1, 15, "the runner to register")
-        stuck = submit(address, 8, batch=4, name="stuck", target=FAKE_TARGET)
-        once = submit(address, 8, batch=4, name="once", target=FAKE_TARGET)
-        failed = wait_terminal(address, stuck, 60)
-        done = wait_terminal(address, once, 60)
+        with fake_runner(address, tmp_path / "work", executor):
+            stuck = submit(address, 8, batch=4, name="stuck", target=FAKE_TARGET)
+            once = submit(address, 8, batch=4, name="once", target=FAKE_TARGET)
+            failed = wait_terminal(address, stuck, 60)
+            done = wait_terminal(address, once, 60)
 
-        # every search of "stuck" hung: killed at 1.5 s each time, then the job failed
-        assert failed.state == "failed"
-        assert failed.error == "search failed 3 times: stage exceeded its timeout of 1.5 s"
-        assert "\n" not in failed.error
-        # the first search of "once" hung and was killed; the retry finished the job
-        assert done.state == "done" and done.trials_done == 8, done.error
-        leases = timeline(address)
-        searches = {j: [x for x in leases if x["job_id"] == j and x["stage"] == "search"]
-                    for j in (stuck, once)}
-        assert [x["outcome"] for x in searches[stuck]] == ["failed"] * 3
-        assert [x["outcome"] for x in searches[once]][:2] == ["failed", "finished"]
-        hung = searches[stuck] + searches[once][:1]
-        assert len(executor.hung) == len(hung) == 4
-        assert {x["child_pid"] for x in hung} == {s.pid for s in executor.hung}
-        for x in hung:  # killed at the timeout, not before, not much after
-            assert 1.5 <= x["child_finished"] - x["child_started"] < 5, x
-            assert x["ended_at"] - x["granted_at"] < 6, x
-        for stage in executor.hung:  # the child process is really gone (killed and reaped)
-            assert not psutil.pid_exists(stage.pid), stage.pid
-        assert health(address) == "SERVING"
+            # every search of "stuck" hung: killed at 1.5 s each time, then the job failed
+            assert failed.state == "failed"
+            assert failed.error == "search failed 3 times: stage exceeded its timeout of 1.5 s"
+            assert "\n" not in failed.error
+            # the first search of "once" hung and was killed; the retry finished the job
+            assert done.state == "done" and done.trials_done == 8, done.error
+            leases = timeline(address)
+            searches = {j: [x for x in leases if x["job_id"] == j and x["stage"] == "search"]
+                        for j in (stuck, once)}
+            assert [x["outcome"] for x in searches[stuck]] == ["failed"] * 3
+            assert [x["outcome"] for x in searches[once]][:2] == ["failed", "finished"]
+            hung = searches[stuck] + searches[once][:1]
+            assert len(executor.hung) == len(hung) == 4
+            assert {x["child_pid"] for x in hung} == {s.pid for s in executor.hung}
+            for x in hung:  # killed at the timeout, not before, not much after
+                assert 1.5 <= x["child_finished"] - x["child_started"] < 5, x
+                assert x["ended_at"] - x["granted_at"] < 6, x
+            for stage in executor.hung:  # the child process is really gone (killed and reaped)
+                assert not psutil.pid_exists(stage.pid), stage.pid
+            assert health(address) == "SERVING"
     finally:
-        stop.set()
-        agent.stop()
-        thread.join(timeout=10)
         for stage in executor.hung:
             stage.kill()
         daemon.stop()
@@ -389,6 +399,87 @@ def test_bad_stage_timeout_flag_is_one_line_error(tmp_path: Path) -> None:
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 1, out
         assert out.stderr.count("\n") == 1 and words in out.stderr, out.stderr
+
+
+# ---------------------------------------------------------------------------- 7. stray stages
+class GatedExtract:
+    """Fake stages, except that the first extract's start blocks until `release` is set (a
+    slow job fetch or process spawn), so that its lease can be revoked meanwhile."""
+
+    def __init__(self) -> None:
+        self.sleep = SleepExecutor(FAST)
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.gated: list[Any] = []
+
+    def start(self, request: StageRequest) -> Any:
+        stage = self.sleep.start(request)
+        if request.stage == "extract" and not self.gated:
+            self.gated.append(stage)
+            self.entered.set()
+            self.release.wait(30)
+        return stage
+
+
+def test_a_stage_revoked_while_it_starts_never_runs(tmp_path: Path) -> None:
+    daemon = Daemon(tmp_path / "state" / "s.db", tmp_path / "daemon.log")
+    address = daemon.address
+    executor = GatedExtract()
+    revoked: queue.Queue = queue.Queue()
+    try:
+        with fake_runner(address, tmp_path / "work", executor) as agent:
+            revoke = agent._revoke
+
+            def recording_revoke(lease_id: str, reason: str) -> None:
+                revoke(lease_id, reason)
+                revoked.put(lease_id)
+
+            agent._revoke = recording_revoke
+            job = submit(address, 8, batch=4, name="gone", target=FAKE_TARGET)
+            assert executor.entered.wait(30), "the extract never started"
+            lease = live_lease(address, "extract")
+            with Client(address) as client:
+                client.cancel(job)
+            assert revoked.get(timeout=20) == lease["lease_id"]
+            executor.release.set()
+            # the stage process it got is killed, never waited on: the extract wrote nothing
+            stage = executor.gated[0]
+            wait_for(stage.done, 20, "the revoked extract to be killed")
+            assert stage.outcome is None
+            assert not (tmp_path / "work" / "jobs" / job / "tasks" / "index.json").exists()
+            wait_for(lambda: not agent.running, 20, "the runner to forget the revoked lease")
+            # and the runner goes on serving
+            again = wait_terminal(address, submit(address, 8, batch=4, target=FAKE_TARGET), 60)
+            assert again.state == "done" and again.trials_done == 8, again.error
+    finally:
+        executor.release.set()
+        daemon.stop()
+
+
+def test_a_stage_under_a_lease_the_scheduler_does_not_hold_is_revoked(tmp_path: Path) -> None:
+    log = tmp_path / "daemon.log"
+    daemon = Daemon(tmp_path / "state" / "s.db", log)
+    raw = None
+    try:
+        raw = RawRunner(daemon.address, "raw", "h1")
+        job = submit(daemon.address, 8, name="real", target=FAKE_TARGET)
+        start = raw.expect("start").start
+        # the runner says it runs the lease it was given and one the scheduler never gave it
+        raw.send(pb.RunnerMessage(heartbeat=pb.Heartbeat(
+            foreign_load=0.0, live_leases=[start.lease.lease_id, "lease-stray"])))
+        assert raw.expect("revoke").revoke.lease_id == "lease-stray"
+        assert log_has(log, "runner raw runs a stage under lease lease-stray, which it does "
+                            "not hold: revoking it")
+        # the lease it holds was left alone: its result is taken
+        raw.send(late_result(start, start.lease.epoch))
+        wait_for(lambda: job_info(daemon.address, job).stage == "search", 20,
+                 "the extract's result to be taken")
+        first = next(x for x in timeline(daemon.address)
+                     if x["lease_id"] == start.lease.lease_id)
+        assert first["outcome"] == "finished", first
+    finally:
+        if raw is not None:
+            raw.close()
+        daemon.stop()
 
 
 # ---------------------------------------------------------------------------- 1, 2. runner kill -9

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -93,6 +94,17 @@ def test_cancel_watch_and_result_through_the_cli(cluster) -> None:
              "the cancelled job's leases to end")
 
 
+def rounds(tmp: Path, jobs: list[str]) -> dict[str, list]:
+    """Each job's committed rounds (round, trials after it, task) and exhausted tasks, as
+    its work dir holds them: what a failed trial count is explained by."""
+    out = {}
+    for job in jobs:
+        progress = json.loads((tmp / "work" / "jobs" / job / "progress.json").read_text())
+        out[job] = [(c["round"], c["trials"], c["task"]) for c in progress["curve"]]
+        out[job].append([i for i, t in enumerate(progress["tasks"]) if t["exhausted"]])
+    return out
+
+
 def test_sigterm_daemon_mid_job_then_restart_finishes_jobs(tmp_path) -> None:
     state = tmp_path / "state" / "s.db"
     daemon = Daemon(state, tmp_path / "daemon1.log")
@@ -116,7 +128,8 @@ def test_sigterm_daemon_mid_job_then_restart_finishes_jobs(tmp_path) -> None:
             watched = cli("watch", job, "--scheduler", address)
             assert watched.returncode == 0, watched.stdout + watched.stderr
         with Client(address) as client:
-            assert all(client.get(j).trials_done == 24 for j in jobs)
+            done = {j: (client.get(j).state, client.get(j).trials_done) for j in jobs}
+        assert all(trials == 24 for _, trials in done.values()), (done, rounds(tmp_path, jobs))
     finally:
         for r in runners:
             r.stop()

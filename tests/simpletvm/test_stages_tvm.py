@@ -150,10 +150,15 @@ def test_learn_retried_after_a_crash_neither_duplicates_nor_loses(tmp_path, exec
     assert executor.run(StageRequest("learn", str(job.root), 0, cores=CORES)).ok
     records = job.root / "tasks" / "00" / "db" / "database_tuning_record.json"
     assert len(records.read_text().splitlines()) == 8
-    # a retry of a committed learn changes nothing
+    # a retry of a committed learn changes nothing ...
+    # ... except finishing one that died between progress.json and its cost model's rename
+    model = job.cost_model_path
+    trained = model.read_bytes()
+    model.replace(model.with_name("cost_model.pending.tar"))
     again = executor.run(StageRequest("learn", str(job.root), 0, cores=CORES))
     assert again.ok and again.result["replayed"]
     assert len(records.read_text().splitlines()) == 8 and job.progress().trials == 8
+    assert model.read_bytes() == trained and not model.with_name("cost_model.pending.tar").exists()
     # a learn that died after appending records but before committing progress.json
     job.progress_path.write_text(before)
     retried = executor.run(StageRequest("learn", str(job.root), 0, cores=CORES))
