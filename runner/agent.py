@@ -78,6 +78,9 @@ class Agent:
     # ------------------------------------------------------------------ connection
     def run(self, stop: threading.Event | None = None) -> None:
         self._stop = stop or self._stop
+        warm = getattr(self.executor, "warm", None)
+        if warm is not None:  # before registering: no lease waits for it
+            warm()
         delay = 0.2
         while not self._stop.is_set():
             started = time.monotonic()

@@ -269,6 +269,13 @@ class StageExecutor:
         self._ctx.set_forkserver_preload(
             ["simpletvm._preload_cuda" if gpu else "simpletvm._preload"])
 
+    def warm(self) -> None:
+        """Start the fork server now: it imports TVM (seconds) and would otherwise do so
+        inside the first lease, where the stage is not yet a process the runner can stop."""
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
     def start(self, request: StageRequest) -> StageProcess:
         fd, path = tempfile.mkstemp(prefix=f"tunesched-{request.stage}-", suffix=".json")
         os.close(fd)

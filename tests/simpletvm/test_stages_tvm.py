@@ -168,6 +168,19 @@ def test_learn_retried_after_a_crash_neither_duplicates_nor_loses(tmp_path, exec
     assert len(measured) == len(set(measured)) == 8
 
 
+def test_warm_starts_the_fork_server_before_any_stage() -> None:
+    code = ("import psutil\n"
+            "from simpletvm.executor import StageExecutor\n"
+            "before = len(psutil.Process().children())\n"
+            "StageExecutor().warm()\n"
+            "kids = psutil.Process().children()\n"
+            "print(before, [' '.join(k.cmdline()) for k in kids])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    before, _, kids = out.partition(" ")
+    assert before == "0" and "forkserver" in kids and "_preload" in kids, out
+
+
 def test_stage_children_do_not_rerun_the_launching_script(tmp_path) -> None:
     """A console script (like `tunesched`) as __main__ is not re-imported in every stage child."""
     marker = tmp_path / "imports.txt"
