@@ -56,8 +56,7 @@ def _commit(ctx: StageContext, task_dir: Path, info: Any, entries: list[dict[str
     model = context.cost_model(job.cost_model_path, ctx.threads)
     model.last_train_size = trained_size
     model.update(tctx, cands, runner_results)
-    pending = job.cost_model_path.with_name("cost_model.pending.tar")
-    model.save(str(pending))
+    model.save(str(_pending(job)))
     return model.last_train_size
 
 
@@ -73,9 +72,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     progress = job.progress()
     task, entries = plan["task"], plan["candidates"]
     plan_id = _plan_id(ctx.round, entries)
-    pending = job.cost_model_path.with_name("cost_model.pending.tar")
     if any(c.get("plan") == plan_id for c in progress.curve):  # a retried learn: committed
-        _finish(ctx, pending)  # it may have died between progress.json and the cost model
+        _finish(ctx)  # it may have died between progress.json and the cost model
         return _summary(job, progress, plan, None, replayed=True)
     for index in plan.get("exhausted_tasks", []):
         progress.tasks[index].exhausted = True
@@ -113,13 +111,19 @@ def run(ctx: StageContext) -> dict[str, Any]:
                            "estimated_latency_us": progress.estimated_latency_us(infos),
                            "verify": verify})
     job.write_progress(progress)  # the commit point
-    _finish(ctx, pending)
+    _finish(ctx)
     return _summary(job, progress, plan, batch_best, replayed=False)
 
 
-def _finish(ctx: StageContext, pending: Path) -> None:
+def _pending(job: Any) -> Path:
+    """Where a learn saves the trained cost model until its commit point."""
+    return job.cost_model_path.with_name("cost_model.pending.tar")
+
+
+def _finish(ctx: StageContext) -> None:
     """After the commit point: the trained cost model takes its place; the round's compiled
     artifacts go. Both are idempotent, so a learn that died in here is finished by its retry."""
+    pending = _pending(ctx.job)
     if pending.exists():
         pending.replace(ctx.job.cost_model_path)
     shutil.rmtree(ctx.round_dir / "art", ignore_errors=True)
