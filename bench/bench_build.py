@@ -22,7 +22,8 @@ from rich.table import Table
 from simpletvm.candidates import replay
 from simpletvm.driver import create_job, run_checked
 from simpletvm.executor import StageExecutor, StageRequest
-from simpletvm.jobdir import JobSpec, read_json
+from simpletvm.jobdir import read_json
+from simpletvm.spec import JobSpec
 from simpletvm.targets import to_tvm
 
 

@@ -3,18 +3,19 @@
     python bench/bench_overhead.py            # 1, 10 and 100 runners (~2 min on 2 cores)
     python bench/bench_overhead.py --quick    # half-length stages, 1 round per job (< 1 min)
 
-What runs. The daemon is its own process (`python -m client scheduler --listen 127.0.0.1:0`,
+What runs. The daemon is its own process (`tunesched scheduler --listen 127.0.0.1:0`,
 SQLite state in a temporary directory on disk), so its CPU time and peak RSS are its own.
 N runner agents (`runner.agent.Agent`, unchanged: one gRPC stream each, heartbeats every 2 s,
 bundle fetch, state uploads after extract and learn, result upload after compile), each its
 own host with 2 cores, run as threads of 4 helper processes (`--agent-procs`; one interpreter
 for 100 agents would serialise them on its GIL, and real runners have hosts of their own; for
 the same reason their job directories go to /dev/shm, not to one shared disk). Their stages
-run in `runner.fake.SleepExecutor`: a stage sleeps its known time and writes what the real
+run in `simpletvm.fake_executor.SleepExecutor`: a stage sleeps its known time and writes what
+the real
 stage writes. 2 jobs per runner (zoo:conv2d, the smallest model, so state bundles stay small)
 are submitted at once from 8 client threads. A job is 1 extract, TRIALS/BATCH rounds of search,
 build, profile and learn, and 1 compile; stage times are FULL/QUICK below (about half of
-DESIGN.md section 1's), each varied by up to +-20% by a hash of (job, stage, round) so that
+docs/design.md section 1's), each varied by up to +-20% by a hash of (job, stage, round) so that
 jobs fall out of lockstep as real ones do.
 
 Ideal. The same jobs (same ids, trials, batch, stage times), on the same hosts (N hosts of
@@ -70,27 +71,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import numpy as np
+import psutil
 
-import numpy as np  # noqa: E402
-import psutil  # noqa: E402
-
-from client.api import Client  # noqa: E402
-from client.timeline import running_windows  # noqa: E402
-from runner.fake import fake_agent  # noqa: E402
-from scheduler.core import SchedulerConfig  # noqa: E402
-from scheduler.core.demands import StageKind  # noqa: E402
-from scheduler.core.jobs import JobSpec  # noqa: E402
-from scheduler.sim import HostSpec, MockJob, Scenario, Simulator  # noqa: E402
-from simpletvm.executor import StageRequest  # noqa: E402
+from client.api import Client
+from client.timeline import running_windows
+from scheduler.core import TERMINAL_JOB_STATES, SchedulerConfig
+from scheduler.core.demands import StageKind
+from scheduler.sim import HostSpec, MockJob, Scenario, Simulator, mock_spec
+from scheduler.testing import DaemonProcess, sleep_agent, wait_for
+from simpletvm.executor import StageRequest
+from simpletvm.spec import JobSpec
 
 CORES = 2
 JOBS_PER_RUNNER = 2
-TARGET = json.dumps({"kind": "llvm", "num-cores": CORES})
-# Stage seconds: about half of DESIGN.md section 1's 2-core llvm times (extract 0.2, search
-# 1.7-28, build 2.7-4.8, profile 4.7-6.3, learn 0.1-0.35, compile 8-15), so that 100 runners'
-# stage traffic is what a real cluster of that size sends; --quick halves them again.
+TARGET = {"kind": "llvm", "num-cores": CORES}
+# Stage seconds, of the order of docs/design.md section 1's 2-core llvm times (extract 0.1-0.3,
+# search 1.7-28, build 2.7-4.8, profile 4.7-6.3, learn 0.1-1.0, compile 3.5-6.7): search,
+# profile and compile about half, build and learn about the same, extract more (section 1.3), so
+# that 100 runners' stage traffic is what a real cluster of that size sends; --quick halves them.
 FULL = {"seconds": {"extract": 0.5, "search": 3.0, "build": 3.0, "profile": 2.5, "learn": 0.3,
                     "compile": 4.0}, "trials": 64, "batch": 32}
 QUICK = {"seconds": {"extract": 0.3, "search": 1.5, "build": 1.5, "profile": 1.25, "learn": 0.2,
@@ -146,7 +145,7 @@ def ideal_makespan(runners: int, plan: dict[str, Any], arrivals: dict[str, float
     policy, with zero overhead."""
     hosts = [HostSpec(f"host-{i:03d}", cores=CORES) for i in range(runners)]
     order = sorted(arrivals, key=lambda job_id: arrivals[job_id])
-    jobs = [FixedJob(JobSpec(job_id, trials=plan["trials"], batch_size=plan["batch"]),
+    jobs = [FixedJob(mock_spec(job_id, trials=plan["trials"], batch_size=plan["batch"]),
                      arrival=arrivals[job_id], plan=plan) for job_id in order]
     scenario = Scenario("overhead", hosts, jobs,
                         config=SchedulerConfig(policy="interleaved", lease_ttl_s=None))
@@ -157,45 +156,13 @@ def ideal_makespan(runners: int, plan: dict[str, Any], arrivals: dict[str, float
 
 
 # ---------------------------------------------------------------------- the daemon
-class DaemonProcess:
-    """`python -m client scheduler` on a free loopback port, as a child process."""
-
-    def __init__(self, state: Path, log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115  (closed in stop())
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "client", "scheduler", "--listen", "127.0.0.1:0",
-             "--state", str(state)], cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log)
-        line = self.proc.stdout.readline().decode()
-        match = re.search(r"listening on (\S+)", line)
-        if not match:
-            self.stop()
-            raise RuntimeError(f"the daemon did not start ({line!r}): "
-                               f"{log_path.read_text()[-2000:]}")
-        self.address = match.group(1)
-        self.ps = psutil.Process(self.proc.pid)
-
-    def cpu_s(self) -> float:
-        t = self.ps.cpu_times()
-        return t.user + t.system
-
-    def peak_rss_mib(self) -> float:
-        """VmHWM (the high-water mark of resident memory) from /proc; else RSS now."""
-        try:
-            text = Path(f"/proc/{self.proc.pid}/status").read_text()
-            return int(re.search(r"VmHWM:\s+(\d+) kB", text).group(1)) / 1024
-        except (OSError, AttributeError):
-            return self.ps.memory_info().rss / 2**20
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+def peak_rss_mib(pid: int) -> float:
+    """VmHWM (the high-water mark of resident memory) from /proc; else RSS now."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+) kB", text).group(1)) / 1024
+    except (OSError, AttributeError):
+        return psutil.Process(pid).memory_info().rss / 2**20
 
 
 # ---------------------------------------------------------------------- the runners
@@ -204,8 +171,8 @@ def serve_agents(address: str, first: int, count: int, work: Path, quick: bool) 
     stdin closes (the bench's helper processes run this)."""
     stop = threading.Event()
     seconds = PlanSeconds(QUICK if quick else FULL)
-    agents = [fake_agent(address, f"host-{i:03d}", work / f"host-{i:03d}", f"runner-{i:03d}",
-                         cores=CORES, seconds=seconds) for i in range(first, first + count)]
+    agents = [sleep_agent(address, f"host-{i:03d}", work / f"host-{i:03d}", f"runner-{i:03d}",
+                          cores=CORES, seconds=seconds) for i in range(first, first + count)]
     threads = [threading.Thread(target=a.run, args=(stop,), name=f"agent-{i}", daemon=True)
                for i, a in enumerate(agents)]
     for thread in threads:
@@ -227,7 +194,7 @@ class Agents:
         bounds = [runners * i // procs for i in range(procs + 1)]
         self.procs = [subprocess.Popen(
             [sys.executable, __file__, "--serve-agents", address, str(lo), str(hi - lo),
-             str(work), *(["--quick"] if quick else [])], stdin=subprocess.PIPE, cwd=ROOT)
+             str(work), *(["--quick"] if quick else [])], stdin=subprocess.PIPE)
             for lo, hi in itertools.pairwise(bounds)]
         self.ps = [psutil.Process(p.pid) for p in self.procs]
 
@@ -243,18 +210,6 @@ class Agents:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-
-
-def wait_for(condition: Any, timeout: float, what: str, interval: float = 0.25) -> Any:
-    """Poll `condition` until truthy; RuntimeError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 # ---------------------------------------------------------------------- measurements
@@ -299,25 +254,24 @@ def run_case(runners: int, quick: bool, tmp: Path, work: Path, agent_procs: int,
             cpu_start, agents_start = daemon.cpu_s(), agents.cpu_s()
             t0 = time.time()
             with ThreadPoolExecutor(8) as pool:
-                ids = list(pool.map(lambda k: client.submit(
-                    MODEL, TARGET, trials=plan["trials"], batch_size=plan["batch"],
-                    name=f"j{k}").job_id, range(n_jobs)))
+                ids = list(pool.map(lambda k: client.submit(JobSpec(
+                    model=MODEL, target=TARGET, trials=plan["trials"],
+                    batch_size=plan["batch"], name=f"j{k}")).job_id, range(n_jobs)))
             submit_s = time.time() - t0
-            terminal = {"done", "failed", "cancelled"}
-            jobs = wait_for(lambda: (lambda js: js if all(j.state in terminal for j in js)
-                                     else None)(client.jobs()),
+            jobs = wait_for(lambda: (lambda js: js if all(j.state in TERMINAL_JOB_STATES
+                                                          for j in js) else None)(client.jobs()),
                             600, f"{n_jobs} jobs to finish", interval=0.5)
             cpu = daemon.cpu_s() - cpu_start
             agents_cpu = agents.cpu_s() - agents_start
             leases = client.timeline()
-    except RuntimeError:
+    except (RuntimeError, TimeoutError):
         print(f"daemon log tail ({daemon.log_path}):\n"
               f"{daemon.log_path.read_text()[-3000:]}", file=sys.stderr)
         raise
     finally:
         if agents is not None:
             agents.stop()
-        peak = daemon.peak_rss_mib()
+        peak = peak_rss_mib(daemon.pid)
         daemon.stop()
     assert {j.job_id for j in jobs} == set(ids)
     if timelines is not None:

@@ -21,8 +21,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from scheduler.core import available_policies
 from scheduler.sim import (
     Scenario,
@@ -104,7 +102,7 @@ def print_table(rows: list[dict]) -> None:
             print("  ".join(_fmt(row[c]).rjust(w) for c, w in zip(COLUMNS, widths,
                                                                    strict=True)))
         return
-    table = Table(title="tunesched policies (simulated; MockJobs with DESIGN.md stage times)",
+    table = Table(title="tunesched policies (simulated; MockJobs with docs/design.md stage times)",
                   box=box.SIMPLE_HEAD)
     for column in COLUMNS:
         table.add_column(column, justify="left" if column in ("scenario", "policy")

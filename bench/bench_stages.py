@@ -17,10 +17,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from simpletvm import SimpleTVM
+from simpletvm import SimpleTVM, zoo
 from simpletvm.driver import create_job, drive
 from simpletvm.executor import StageExecutor
-from simpletvm.jobdir import JobSpec
+from simpletvm.spec import JobSpec
 
 
 def tvm_way(model: str, shape: list[int], target: dict, trials: int, batch: int, builder: str,
@@ -52,12 +52,14 @@ def stages_way(model: str, shape: list[int], target: dict, trials: int, batch: i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="conv2d")
-    parser.add_argument("--shape", default="1,16,16,16")
+    parser.add_argument("--shape", default=None,
+                        help="the model's input shape, e.g. 128,128 (default: the zoo's)")
     parser.add_argument("--trials", type=int, default=64)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--cores", type=int, default=2)
     args = parser.parse_args()
-    shape = [int(s) for s in args.shape.split(",")]
+    shape = ([int(s) for s in args.shape.split(",")] if args.shape
+             else list(zoo.INPUTS[args.model]["x"]))
     target = {"kind": "llvm", "num-cores": args.cores}
     root = Path(tempfile.mkdtemp(prefix="bench-stages-"))
     rows = []

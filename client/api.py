@@ -1,8 +1,14 @@
-"""A small client library over the Scheduler gRPC service; errors become ClientError lines."""
+"""The client library over the Scheduler gRPC service; errors become ClientError lines.
+
+    with Client("127.0.0.1:50051") as client:
+        name, data = read_model("model.onnx")       # or ("zoo:mlp", b"")
+        job = client.submit(JobSpec(model=name, target={"kind": "llvm", "num-cores": 2},
+                                    trials=64), data)
+        for event in client.watch(job.job_id): ...
+"""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,12 +16,13 @@ from typing import Any
 
 import grpc
 
+from proto import jobspec
 from proto import tunesched_pb2 as pb
 from proto import tunesched_pb2_grpc as pb_grpc
-from proto.transport import metadata, open_channel
+from proto.transport import chunks, metadata, open_channel
+from simpletvm.spec import JobSpec
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
-CHUNK = 1 << 20
 
 
 class ClientError(Exception):
@@ -26,13 +33,24 @@ class ClientError(Exception):
         self.code = code
 
 
+def read_model(source: str) -> tuple[str, bytes]:
+    """(the spec's model name, the bytes to upload) for "zoo:NAME" or a path to an .onnx file."""
+    if source.startswith("zoo:"):
+        return source, b""
+    path = Path(source)
+    try:
+        return path.name, path.read_bytes()
+    except OSError as exc:
+        raise ClientError(f"cannot read model {source}: {exc.strerror}") from None
+
+
 def _translate(exc: grpc.RpcError, address: str) -> ClientError:
     code = exc.code()
+    if code == grpc.StatusCode.UNAVAILABLE and "ssl" in (exc.details() or "").lower():
+        return ClientError(f"TLS handshake with {address} failed: check --tls-ca", code)
     if code == grpc.StatusCode.UNAVAILABLE:
         return ClientError(f"cannot reach the scheduler at {address}: start it with "
                            "`tunesched scheduler` or pass --scheduler HOST:PORT", code)
-    if code == grpc.StatusCode.UNAVAILABLE and "ssl" in (exc.details() or "").lower():
-        return ClientError(f"TLS handshake with {address} failed: check --tls-ca", code)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return ClientError(f"the scheduler at {address} did not answer in time", code)
     return ClientError(exc.details() or code.name, code)
@@ -65,45 +83,23 @@ class Client:
         except grpc.RpcError as exc:
             raise _translate(exc, self.address) from None
 
-    def submit(self, model: str, target: str, trials: int, name: str = "", priority: int = 0,
-               latency_goal_us: float = 0.0, batch_size: int = 32, user: str = "",
-               input_shapes: dict[str, list[int]] | None = None,
-               request_id: str | None = None, seed: int = 0,
-               replay_dir: str = "", verify_top: int | None = None,
-               verify_passes: int | None = None) -> pb.JobInfo:
-        """Submit `model` (zoo:NAME or a path to .onnx); retries reuse one request id.
-        `verify_top`/`verify_passes`: the verification after the search (None: the scheduler's
-        defaults; verify_top=0 turns it off)."""
-        data = b""
-        if not model.startswith("zoo:"):
-            path = Path(model)
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise ClientError(f"cannot read model {model}: {exc.strerror}") from None
-            model = path.name
-        spec = pb.JobSpec(name=name, model=model, target_json=target, trials=trials,
-                          batch_size=batch_size, priority=priority, seed=seed,
-                          latency_goal_us=latency_goal_us, user=user,
-                          input_shapes_json=json.dumps(input_shapes) if input_shapes else "",
-                          request_id=request_id or uuid.uuid4().hex, replay_dir=replay_dir,
-                          verify_top=verify_top, verify_passes=verify_passes)
+    def submit(self, spec: JobSpec, model: bytes = b"",
+               request_id: str | None = None) -> pb.JobInfo:
+        """Submit the job `spec` asks for, uploading `model` (ONNX bytes; none for a zoo
+        model). The channel retries an unreachable scheduler; the request id makes a retry
+        return the same job."""
+        wire = jobspec.to_pb(spec, request_id or uuid.uuid4().hex)
 
         def messages() -> Iterator[pb.SubmitJobRequest]:
-            yield pb.SubmitJobRequest(spec=spec)
-            for i in range(0, len(data), CHUNK):
-                yield pb.SubmitJobRequest(model_chunk=data[i:i + CHUNK])
+            yield pb.SubmitJobRequest(spec=wire)
+            if model:
+                for piece in chunks(model):
+                    yield pb.SubmitJobRequest(model_chunk=piece)
 
-        last: ClientError | None = None
-        for _ in range(3):  # idempotent thanks to request_id
-            try:
-                return self.stub.SubmitJob(messages(), timeout=self.timeout,
-                                           metadata=self.metadata)
-            except grpc.RpcError as exc:
-                last = _translate(exc, self.address)
-                if exc.code() != grpc.StatusCode.UNAVAILABLE:
-                    break
-        raise last
+        try:
+            return self.stub.SubmitJob(messages(), timeout=self.timeout, metadata=self.metadata)
+        except grpc.RpcError as exc:
+            raise _translate(exc, self.address) from None
 
     def get(self, job_id: str) -> pb.JobInfo:
         return self._call("GetJob", pb.GetJobRequest(job_id=job_id))

@@ -25,16 +25,14 @@ import grpc
 
 from proto import tunesched_pb2 as pb
 from proto import tunesched_pb2_grpc as pb_grpc
-from proto.transport import metadata, open_channel
+from proto.transport import chunks, metadata, open_channel
 from runner.hostinfo import HostInfo, LoadMeter
 from simpletvm import bundle
 from simpletvm.errors import JobDirError
-from simpletvm.executor import StageExecutor, StageOutcome, StageProcess, StageRequest
+from simpletvm.executor import Executor, StageExecutor, StageHandle, StageOutcome, StageRequest
 from simpletvm.jobdir import JobDir
 
 log = logging.getLogger(__name__)
-
-CHUNK = 1 << 20
 
 
 @dataclass
@@ -61,15 +59,16 @@ def _forget_version(job: JobDir) -> None:
 class Agent:
     """One runner: `run(stop)` connects, serves leases, reconnects with backoff until `stop`."""
 
-    def __init__(self, config: RunnerConfig, executor: Any = None) -> None:
+    def __init__(self, config: RunnerConfig, executor: Executor | None = None,
+                 meter: Any = None) -> None:
         self.config = config
         self.executor = executor or StageExecutor(gpu=bool(config.host.gpus))
         # lease -> its stage process; None while the stage starts (job fetch, process spawn):
         # a revoke or a lost connection meanwhile removes the entry, and the stage never runs
-        self.running: dict[str, StageProcess | None] = {}
+        self.running: dict[str, StageHandle | None] = {}
         self.paused: set[str] = set()  # leases to keep stopped (their stage may not run yet)
         self.lock = threading.Lock()
-        self.meter = LoadMeter()
+        self.meter = meter or LoadMeter()  # what foreign load the heartbeats report
         self.registered = threading.Event()
         self._outbox: queue.Queue | None = None
         self._stop = threading.Event()
@@ -78,9 +77,7 @@ class Agent:
     # ------------------------------------------------------------------ connection
     def run(self, stop: threading.Event | None = None) -> None:
         self._stop = stop or self._stop
-        warm = getattr(self.executor, "warm", None)
-        if warm is not None:  # before registering: no lease waits for it
-            warm()
+        self.executor.warm()  # before registering: no lease waits for it
         delay = 0.2
         while not self._stop.is_set():
             started = time.monotonic()
@@ -254,8 +251,8 @@ class Agent:
 
         def parts():
             yield pb.UploadBundleRequest(header=header)
-            for i in range(0, max(len(data), 1), CHUNK):
-                yield pb.UploadBundleRequest(chunk=pb.FileChunk(data=data[i:i + CHUNK]))
+            for piece in chunks(data):
+                yield pb.UploadBundleRequest(chunk=pb.FileChunk(data=piece))
 
         self.stub.UploadBundle(parts(), metadata=self.metadata)
 

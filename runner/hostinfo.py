@@ -82,3 +82,11 @@ class LoadMeter:
         if span <= 0:
             return 0.0
         return min(1.0, max(0.0, (busy - last_busy - max(0.0, ours - last_ours)) / span))
+
+
+class ZeroLoad:
+    """A fake LoadMeter that reports no foreign load: runners in benches and fast tests, where
+    whatever else runs on the machine must not hold profiles back."""
+
+    def foreign_load(self) -> float:
+        return 0.0

@@ -2,18 +2,22 @@
 
 "state" holds everything a job needs to resume on another host from its last learn stage:
 spec, model, tasks, record databases, measured hashes, cost model, progress. "result" holds
-what a finished job yields: result/ (model.so, report.json, records/).
+what a finished job yields: result/ (model.so, report.json, records/). Before its extract a job
+has only its `initial` bundle: job.json and the uploaded model, if any (the extract stage makes
+a zoo model itself).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 import zlib
 from pathlib import Path
 
 from simpletvm.errors import JobDirError, last_line
-from simpletvm.jobdir import JobDir
+from simpletvm.jobdir import JobDir, unwritable
+from simpletvm.spec import JobSpec
 
 KINDS = ("state", "result")
 
@@ -40,6 +44,20 @@ def pack(job: JobDir, kind: str) -> bytes:
     return buf.getvalue()
 
 
+def initial(spec: JobSpec, model: bytes | None) -> bytes:
+    """The bundle of a job no stage has run for: job.json, and model/model.onnx if uploaded."""
+    files = {"job.json": json.dumps(spec.to_dict()).encode()}
+    if model is not None:
+        files["model/model.onnx"] = model
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
 def unpack(data: bytes, dest: Path) -> list[str]:
     """Extract a bundle into `dest` (created); returns the member names. Rejects unsafe paths.
     A write that fails (disk full, read-only or missing directory) is named as such."""
@@ -51,8 +69,7 @@ def unpack(data: bytes, dest: Path) -> list[str]:
     except OSError as exc:
         if exc.errno is None:  # gzip's BadGzipFile: the bundle, not our disk
             raise _corrupt(exc) from exc
-        where = f" ({exc.filename})" if exc.filename else ""
-        raise JobDirError(f"cannot write job files under {dest}: {exc.strerror}{where}") from exc
+        raise unwritable(dest, exc) from exc
     except (tarfile.TarError, EOFError, zlib.error) as exc:
         raise _corrupt(exc) from exc
     return names

@@ -10,18 +10,15 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from simpletvm import zoo
 from simpletvm.errors import StageError
-from simpletvm.executor import StageOutcome, StageRequest
-from simpletvm.jobdir import JobDir, JobSpec, read_json
+from simpletvm.executor import Executor, StageOutcome, StageRequest
+from simpletvm.jobdir import JobDir, read_json
+from simpletvm.spec import JobSpec
 
 ProgressFn = Callable[[str, int, StageOutcome], None]
-
-
-class Executor(Protocol):
-    def run(self, request: StageRequest) -> StageOutcome: ...
 
 
 def create_job(root: str | Path, spec: JobSpec, onnx_bytes: bytes | None = None,
@@ -37,19 +34,11 @@ def create_job(root: str | Path, spec: JobSpec, onnx_bytes: bytes | None = None,
         models.save_module(relax_mod, job.model_path)
     else:
         if onnx_bytes is None:
-            onnx_bytes = zoo_bytes(spec.model, spec.input_shapes)
+            onnx_bytes = zoo.model_bytes(spec.model, spec.input_shapes)
         models.read_onnx(onnx_bytes)  # fail early on a bad model
-        job.onnx_path.parent.mkdir(parents=True, exist_ok=True)
-        job.onnx_path.write_bytes(onnx_bytes)
+        job.write_onnx(onnx_bytes)
     job.write_spec(spec)
     return job
-
-
-def zoo_bytes(model: str, input_shapes: dict[str, list[int]] | None) -> bytes:
-    """Serialized ONNX bytes of "zoo:NAME" (input shape from input_shapes["x"] if given)."""
-    name = model.removeprefix("zoo:")
-    shape = (input_shapes or {}).get("x")
-    return zoo.build(name, shape).SerializeToString()
 
 
 def run_checked(executor: Executor, request: StageRequest) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
     SimpleTVMError            base of everything simpletvm raises on purpose
     ├── ModelError            the model cannot be read, validated or imported (bad ONNX, bad shapes)
-    ├── TargetError           the target is unknown or malformed
+    ├── SpecError             a job spec breaks a rule (simpletvm.spec); also a ValueError
+    │   └── TargetError       the target is unknown or malformed
     ├── JobDirError           a job directory is missing a manifest or holds a corrupt one
     └── StageError            a tuning stage failed; carries its name and the child's traceback
 
@@ -21,7 +22,11 @@ class ModelError(SimpleTVMError):
     """The model cannot be read, validated or imported."""
 
 
-class TargetError(SimpleTVMError):
+class SpecError(SimpleTVMError, ValueError):
+    """A job spec breaks one of its rules; the message says which and what to do."""
+
+
+class TargetError(SpecError):
     """The target is unknown or malformed."""
 
 

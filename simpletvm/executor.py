@@ -1,7 +1,8 @@
 """Run a stage in its own process, pinned to the cores and GPUs of its lease.
 
 `StageExecutor` forks each stage from a warm fork server that imported TVM once (a fresh
-interpreter pays ~1.5 s of imports; the CUDA intrinsics another ~12 s). The child pins itself
+interpreter pays ~1.5 s of imports; the CUDA intrinsics another 10-17 s: docs/design.md
+section 3). The child pins itself
 (CPU affinity, TVM/OpenMP thread counts, CUDA_VISIBLE_DEVICES) before any TVM thread pool
 exists, runs the stage, and writes a StageOutcome as JSON. Failures come back as data.
 """
@@ -22,7 +23,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from simpletvm.errors import last_line
 from simpletvm.stages import run_stage
@@ -70,6 +71,34 @@ class StageOutcome:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StageOutcome:
         return cls(**data)
+
+
+class StageHandle(Protocol):
+    """A started stage: what a runner does with it until it ends."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def done(self) -> bool: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+    def wait(self, timeout: float | None = None) -> StageOutcome: ...
+
+
+class Executor(Protocol):
+    """Runs stages: `StageExecutor` (a pinned child process per stage) and its fake,
+    `simpletvm.fake_executor.SleepExecutor` (sleeps, writes what the stage would)."""
+
+    def warm(self) -> None: ...
+
+    def start(self, request: StageRequest) -> StageHandle: ...
+
+    def run(self, request: StageRequest) -> StageOutcome: ...
 
 
 def pin(cores: list[int] | None, gpus: list[int] | None) -> None:
@@ -289,11 +318,3 @@ class StageExecutor:
         return self.start(request).wait()
 
 
-class InProcessExecutor:
-    """Runs stages in the calling process (fast unit tests, debugging). No pinning."""
-
-    def start(self, request: StageRequest) -> StageOutcome:
-        return execute(request)
-
-    def run(self, request: StageRequest) -> StageOutcome:
-        return execute(request)

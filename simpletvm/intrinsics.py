@@ -1,6 +1,6 @@
 """Import only the tensor intrinsics a target needs.
 
-`import tvm.s_tir.tensor_intrin` costs ~14 s in every fresh process (12 s of it parsing the CUDA
+`import tvm.s_tir.tensor_intrin` costs 14-24 s in every fresh process (10-17 s of it the CUDA
 intrinsics), and both `TuneContext` and the stock builder import it. For CPU targets we register a
 package stub and import only the CPU intrinsic modules; for GPU targets we import the GPU ones too.
 Call `ensure_intrinsics` before anything creates a `TuneContext`.

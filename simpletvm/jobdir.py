@@ -1,6 +1,6 @@
 """The job directory: every stage reads and writes its state here, as JSON manifests and files.
 
-    job.json                  JobSpec (what to tune, for which target, with which budget)
+    job.json                  the JobSpec (simpletvm.spec): what to tune, where, with which budget
     model/model.json          the imported Relax module (TVM JSON), model/inputs.json its inputs
     model/model.onnx          the ONNX source, when there is one
     tasks/index.json          [TaskInfo]
@@ -24,14 +24,29 @@ from pathlib import Path
 from typing import Any
 
 from simpletvm.errors import JobDirError
+from simpletvm.spec import JobSpec
 
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (write a temp file, then rename)."""
+    write_bytes(path, json.dumps(data, indent=1).encode())
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write a file atomically (write a temp file, then rename): never half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def unwritable(root: Path, exc: OSError) -> JobDirError:
+    """The one-line error for a job directory the disk refuses to write (full, read-only)."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    return JobDirError(f"cannot write job files under {root}: {exc.strerror}{where}")
 
 
 def read_json(path: Path) -> Any:
@@ -42,37 +57,6 @@ def read_json(path: Path) -> Any:
         raise JobDirError(f"{path} is missing: run the stage that writes it first") from exc
     except (OSError, json.JSONDecodeError) as exc:
         raise JobDirError(f"{path} is unreadable or corrupt: {exc}") from exc
-
-
-@dataclass
-class JobSpec:
-    """What to tune: the model, the target, the trial budget."""
-
-    name: str
-    target: dict[str, Any]
-    trials: int
-    batch_size: int = 32
-    seed: int = 0
-    model: str = ""  # "zoo:NAME", a path, or "relax" (saved module)
-    input_shapes: dict[str, list[int]] | None = None
-    latency_goal_us: float | None = None
-    # Evaluation: a job directory whose measured candidates the search proposes again, round by
-    # round, instead of its own (the search still runs, so the stage costs what it did). Two
-    # ways of running the same job then measure exactly the same candidates.
-    replay: str = ""
-    # Verification (simpletvm.verification): after the search, each task's `verify_top` leading
-    # candidates are timed again together in `verify_passes` interleaved passes; the compiler
-    # takes the fastest of them by that timing. verify_top < 2 turns it off.
-    verify_top: int = 6
-    verify_passes: int = 7
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass
@@ -167,6 +151,13 @@ class JobDir:
 
     def round_dir(self, round_: int) -> Path:
         return self.root / "rounds" / f"r{round_:04d}"
+
+    def write_onnx(self, data: bytes) -> None:
+        """model/model.onnx, atomically; JobDirError when the disk refuses it."""
+        try:
+            write_bytes(self.onnx_path, data)
+        except OSError as exc:
+            raise unwritable(self.root, exc) from exc
 
     def spec(self) -> JobSpec:
         return JobSpec.from_dict(read_json(self.spec_path))

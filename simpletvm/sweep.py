@@ -30,7 +30,7 @@ from typing import Any
 
 from simpletvm import zoo
 from simpletvm.errors import SimpleTVMError
-from simpletvm.jobdir import JobSpec
+from simpletvm.spec import JobSpec
 from simpletvm.targets import parse_target
 
 WAYS = ("stages", "tvm")

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from simpletvm import turns
-from simpletvm.jobdir import JobDir, JobSpec, Progress, TaskInfo, read_json
+from simpletvm.jobdir import JobDir, Progress, TaskInfo, read_json
+from simpletvm.spec import JobSpec
 
 VERIFIED = "verified"  # tasks/NN/verified/: a JSONDatabase of the re-timed candidates
 SUMMARY = "verified.json"  # tasks/NN/verified.json: what was re-timed, pass by pass
@@ -51,7 +52,7 @@ def tuning_over(spec: JobSpec, progress: Progress, infos: list[TaskInfo]) -> boo
 def due_tasks(spec: JobSpec, progress: Progress) -> list[int]:
     """The tasks to verify: not verified yet, with at least two candidates measured and one
     that ran; none when verification is off or done."""
-    if spec.verify_top < 2 or spec.verify_passes < 1:
+    if spec.verify_top == 0:  # off
         return []
     return [index for index, task in enumerate(progress.tasks)
             if not task.verified and task.best_us is not None and task.trials >= 2]

@@ -1,9 +1,8 @@
 """docker/: every command the images and compose.yaml start is a valid `tunesched` invocation.
 
-No Docker engine is needed: Dockerfiles and compose.yaml are parsed here (compose.yaml with a tiny
-parser for the YAML subset it is written in, cross-checked with PyYAML when that is installed),
-and each `tunesched ...` argv is checked with click's own parser against the real CLI
-(`client.cli.cli`) without invoking any command.
+No Docker engine is needed: Dockerfiles and compose.yaml are parsed here (compose.yaml with
+PyYAML), and each `tunesched ...` argv is checked with click's own parser against the real CLI
+(`cli.main.cli`) without invoking any command.
 """
 
 from __future__ import annotations
@@ -23,8 +22,9 @@ from typing import Any
 
 import click
 import pytest
+import yaml
 
-from client.cli import cli
+from cli.main import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
@@ -170,65 +170,27 @@ def script_invocations(script: str) -> list[list[str]]:
 
 # --------------------------------------------------------------------------- compose.yaml
 
-def _scalar(text: str) -> Any:
-    text = text.strip()
-    if text.startswith(("[", "{", '"')):
-        return json.loads(text)
-    if text.startswith("'") and text.endswith("'") and len(text) >= 2:
-        return text[1:-1].replace("''", "'")
-    if text in {"", "~", "null"}:
-        return None
-    if text in {"true", "false"}:
-        return text == "true"
-    if re.fullmatch(r"[-+]?\d+", text):
-        return int(text)
-    return text
+def load_compose(text: str) -> Any:
+    """compose.yaml as data (yaml.safe_load); a key repeated in one mapping is an error.
 
-
-def parse_compose(text: str) -> Any:
-    """The YAML subset compose.yaml is written in.
-
-    Block mappings (`key: value`, or `key:` followed by a deeper block or nothing, which is null),
-    block lists of scalars (`- item`), and scalars: JSON-style double-quoted strings and flow
-    lists/maps, single-quoted strings, ints, true/false/null, plain strings. Full-line comments
-    only. Anything else is an error, so the file cannot silently drift out of the subset.
+    PyYAML lets the last duplicate win, but docker compose rejects such a file.
     """
-    lines = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip() or raw.lstrip().startswith("#"):
-            continue
-        assert "\t" not in raw[: len(raw) - len(raw.lstrip())], f"line {number}: tab indent"
-        lines.append((number, len(raw) - len(raw.lstrip()), raw.strip()))
+    def no_duplicates(node: yaml.Node) -> None:
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key, value in node.value:
+                assert key.value not in seen, (
+                    f"line {key.start_mark.line + 1}: duplicate key {key.value!r}")
+                seen.add(key.value)
+                no_duplicates(value)
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                no_duplicates(item)
 
-    def block(i: int, indent: int) -> tuple[Any, int]:
-        if lines[i][2].startswith("- ") or lines[i][2] == "-":
-            items = []
-            while i < len(lines) and lines[i][1] == indent and lines[i][2].startswith("-"):
-                number, _, content = lines[i]
-                item = content[1:].strip()
-                assert not re.match(r"^[\w.-]+:(\s|$)", item), f"line {number}: list of maps"
-                items.append(_scalar(item))
-                i += 1
-            return items, i
-        mapping: dict[str, Any] = {}
-        while i < len(lines) and lines[i][1] == indent:
-            number, _, content = lines[i]
-            match = re.fullmatch(r"([\w.-]+|\"[^\"]*\"):(?:\s+(.*))?", content)
-            assert match, f"line {number}: not `key: value`: {content!r}"
-            key = _scalar(match.group(1)) if match.group(1).startswith('"') else match.group(1)
-            assert key not in mapping, f"line {number}: duplicate key {key!r}"
-            i += 1
-            if match.group(2) is not None:
-                mapping[key] = _scalar(match.group(2))
-            elif i < len(lines) and lines[i][1] > indent:
-                mapping[key], i = block(i, lines[i][1])
-            else:
-                mapping[key] = None
-        return mapping, i
-
-    value, end = block(0, lines[0][1]) if lines else (None, 0)
-    assert end == len(lines), f"line {lines[end][0]}: bad indentation"
-    return value
+    root = yaml.compose(text)
+    if root is not None:
+        no_duplicates(root)
+    return yaml.safe_load(text)
 
 
 def compose_argv(service: dict[str, Any], image: Image | None) -> list[str]:
@@ -346,13 +308,8 @@ def images() -> dict[str, Image]:
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    data = parse_compose(COMPOSE.read_text())
-    try:
-        import yaml  # type: ignore[import-untyped]
-    except ImportError:
-        pass
-    else:
-        assert yaml.safe_load(COMPOSE.read_text()) == data, "mini parser disagrees with PyYAML"
+    data = load_compose(COMPOSE.read_text())
+    assert isinstance(data, dict), f"{COMPOSE}: not a mapping"
     return data
 
 
@@ -409,21 +366,17 @@ def test_dockerfile_parser(text: str, expected: list[list[str]]) -> None:
     assert tunesched_invocations(effective_argv(image.entrypoint, image.cmd)) == expected
 
 
-def test_compose_parser_and_override_rules() -> None:
-    data = parse_compose(
-        "# c\nservices:\n  a:\n    command: [\"x\", \"y\"]\n    init: true\n    ports:\n"
-        "      - \"1:1\"\n      - 2\n    env:\n      K: 'v'\n  b:\n    entrypoint: tunesched -v\n"
-        "volumes:\n  w:\n")
-    assert data == {"services": {"a": {"command": ["x", "y"], "init": True, "ports": ["1:1", 2],
-                                       "env": {"K": "v"}},
-                                 "b": {"entrypoint": "tunesched -v"}},
-                    "volumes": {"w": None}}
+def test_compose_override_rules() -> None:
     image = parse_dockerfile('FROM x\nENTRYPOINT ["tunesched"]\nCMD ["jobs"]')
     assert compose_argv({}, image) == ["tunesched", "jobs"]
     assert compose_argv({"command": ["runners"]}, image) == ["tunesched", "runners"]
     assert compose_argv({"entrypoint": "tunesched -v"}, image) == ["tunesched", "-v"]
-    with pytest.raises(AssertionError):
-        parse_compose("a:\n  - b: c\n")
+
+
+def test_load_compose_rejects_duplicate_keys() -> None:
+    assert load_compose("a:\n  b: 1\n  c: [1, 2]\n") == {"a": {"b": 1, "c": [1, 2]}}
+    with pytest.raises(AssertionError, match="line 3: duplicate key 'b'"):
+        load_compose("a:\n  b: 1\n  b: 2\n")
 
 
 def test_check_invocation_uses_click_without_invoking() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,9 +17,7 @@ import psutil
 
 from simpletvm.driver import create_job, drive
 from simpletvm.executor import StageExecutor, StageOutcome
-from simpletvm.jobdir import JobSpec
-
-TERMINAL = ("done", "failed", "cancelled")
+from simpletvm.spec import JobSpec
 
 
 @dataclass(frozen=True)
@@ -175,57 +172,30 @@ def run_tunesched(jobs: list[BenchJob], root: Path, target: dict[str, Any], core
                   policy: str = "predictive", jobs_per_host: int | None = None,
                   on_poll: Callable[[list[Any]], None] | None = None) -> WayRun:
     """Every job submitted at once to an embedded daemon with `runners` agents on this host."""
-    from client.api import Client
-    from runner.agent import Agent, RunnerConfig
-    from runner.hostinfo import HostInfo
-    from scheduler.service.daemon import DaemonConfig
-    from scheduler.service.server import Service
+    from scheduler.core import TERMINAL_JOB_STATES, SchedulerConfig
+    from scheduler.service.config import DaemonConfig
+    from scheduler.testing import LocalCluster
 
-    config = DaemonConfig(root / "state" / "scheduler.db", policy=policy,
-                          cpu_profile_exclusivity=exclusivity, jobs_per_host=jobs_per_host,
-                          foreign_load_threshold=1.0)  # the only load here is our own
-    service = Service(config, "127.0.0.1:0").start()
-    agents = [Agent(RunnerConfig(service.address, HostInfo("bench-host", cores, [], 0, ["llvm"]),
-                                 root / "work", f"runner-{i}")) for i in range(runners)]
-    threads = [threading.Thread(target=a.run, name=a.config.runner_id, daemon=True)
-               for a in agents]
-    for t in threads:
-        t.start()
-    try:
-        with Client(service.address) as client:
-            _wait_registered(client, runners)
-            with CpuMeter(cores) as meter:
-                started = time.time()
-                infos = [client.submit(f"zoo:{j.model}", json.dumps(target), j.trials,
-                                       name=j.name, batch_size=j.batch, seed=j.seed,
-                                       input_shapes=j.input_shapes, replay_dir=j.replay)
-                         for j in jobs]
-                while True:
-                    states = [client.get(i.job_id) for i in infos]
-                    if on_poll:
-                        on_poll(states)
-                    if all(s.state in TERMINAL for s in states):
-                        break
-                    time.sleep(0.5)  # polling the API for the end, not synchronisation
-                ends = [s.finished_at for s in states]
-                finished = max(ends) if all(ends) else time.time()
-            names = {i.job_id: i.name for i in infos}
-            spans = [{**row, "job_id": names.get(row["job_id"], row["job_id"])}
-                     for row in client.timeline()]
-    finally:
-        for agent in agents:
-            agent.stop()
-        service.stop()
-        for t in threads:
-            t.join(timeout=10)
-    dirs = {i.name: root / "work" / "jobs" / i.job_id for i in infos}
+    config = DaemonConfig(root / "state" / "scheduler.db", core=SchedulerConfig(
+        policy=policy, cpu_profile_exclusivity=exclusivity, jobs_per_host=jobs_per_host,
+        foreign_load_threshold=1.0))  # the only load here is our own
+    with LocalCluster(root, {"bench-host": runners}, cores=cores, config=config) as cluster:
+        client = cluster.client
+        with CpuMeter(cores) as meter:
+            started = time.time()
+            infos = [client.submit(j.spec(target)) for j in jobs]
+            while True:
+                states = [client.get(i.job_id) for i in infos]
+                if on_poll:
+                    on_poll(states)
+                if all(s.state in TERMINAL_JOB_STATES for s in states):
+                    break
+                time.sleep(0.5)  # polling the API for the end, not synchronisation
+            ends = [s.finished_at for s in states]
+            finished = max(ends) if all(ends) else time.time()
+        names = {i.job_id: i.name for i in infos}
+        spans = [{**row, "job_id": names.get(row["job_id"], row["job_id"])}
+                 for row in client.timeline()]
+    dirs = {i.name: cluster.work_dir("bench-host") / "jobs" / i.job_id for i in infos}
     errors = {s.name: f"{s.state}: {s.error}" for s in states if s.state != "done"}
     return WayRun(way, started, finished, meter.busy, dirs, spans, errors)
-
-
-def _wait_registered(client: Any, runners: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while sum(r.connected for r in client.runners()) < runners:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{runners} runners did not register within {timeout:.0f} s")
-        time.sleep(0.1)

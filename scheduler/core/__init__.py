@@ -6,7 +6,7 @@ events and carries out the commands, the simulator does the same with simulated 
     state = SchedulerState(SchedulerConfig(policy="interleaved", lease_ttl_s=60.0))
     state.handle(RunnerRegistered("r1", "host-a", cores=(0, 1, 2, 3), memory_mb=16384,
                                   target_kinds=("llvm",)), now=0.0)
-    for command in state.handle(JobSubmitted(JobSpec("job-1", trials=256)), now=0.1):
+    for command in state.handle(JobSubmitted(JobSpec(job_id="job-1", trials=256)), now=0.1):
         ...  # JobStateChanged, StartStage(lease=..., kind="extract", ...)
     state.handle(StageFinished(lease.lease_id, lease.epoch, "job-1", stage_id, {}), now=0.4)
     data = state.snapshot()                 # plain, JSON-able
@@ -14,7 +14,8 @@ events and carries out the commands, the simulator does the same with simulated 
 
 Policies: `get_policy(name, **options)` or `SchedulerConfig(policy=name, policy_options=...)`;
 names in `available_policies()`; add one with `register_policy(name, factory)`.
-Errors: see `errors` for the exception tree.
+Errors: see `errors` for the exception tree. A job's spec is `simpletvm.spec.JobSpec`, the
+one spec type of every layer.
 """
 
 from .commands import (
@@ -54,7 +55,7 @@ from .events import (
     event_from_dict,
     event_to_dict,
 )
-from .jobs import Job, JobSpec, JobState, Stage, StageState
+from .jobs import TERMINAL_JOB_STATES, Job, JobState, Stage, StageState
 from .leases import Lease, LeaseState
 from .policies import Placement, Policy, available_policies, get_policy, register_policy
 from .resources import Host, Runner
@@ -62,6 +63,7 @@ from .state import SchedulerState
 
 __all__ = [
     "DEFAULT_DEMANDS",
+    "TERMINAL_JOB_STATES",
     "Command",
     "ConfigError",
     "Event",
@@ -73,7 +75,6 @@ __all__ = [
     "Job",
     "JobCancelled",
     "JobRejected",
-    "JobSpec",
     "JobState",
     "JobStateChanged",
     "JobSubmitted",

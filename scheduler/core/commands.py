@@ -46,12 +46,14 @@ class StartStage:
 @dataclass(frozen=True, slots=True)
 class RevokeLease:
     """Stop whatever runs under `lease_id` on `runner_id` (reason: runner lost, job cancelled,
-    expired). Any result that still arrives for it will be rejected."""
+    expired). Any result that still arrives for it will be rejected. `expired`: the lease ran
+    out of time (no heartbeat from its runner), rather than being taken back."""
 
     lease_id: str
     runner_id: str
     reason: str
     cause: str = ""
+    expired: bool = False
 
 
 @dataclass(frozen=True, slots=True)

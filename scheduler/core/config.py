@@ -34,7 +34,7 @@ class SchedulerConfig:
 
     policy: str = "interleaved"
     policy_options: Mapping[str, Any] = field(default_factory=dict)
-    lease_ttl_s: float | None = 60.0
+    lease_ttl_s: float | None = 30.0
     max_stage_retries: int = 2
     foreign_load_threshold: float = 0.25
     cpu_profile_exclusivity: str = "host"

@@ -1,6 +1,6 @@
 """What each stage kind needs from a host, per target kind, and how jobs override it.
 
-Defaults follow DESIGN.md section 1 (one 32-candidate round on a 2-core llvm host):
+Defaults follow docs/design.md section 1 (one 32-candidate round on a 2-core llvm host):
 extract and learn take one core; search is CPU-bound and many cores help; build compiles
 candidates in parallel; profile owns the device being tuned (a GPU for cuda, the host's cores,
 by default the whole host, for llvm); compile is CPU only with several cores.
@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from simpletvm.spec import JobSpec
 
 __all__ = [
     "DEFAULT_DEMANDS",
@@ -21,6 +24,7 @@ __all__ = [
     "StageDemand",
     "StageKind",
     "TargetKind",
+    "job_demands",
     "resolve_demands",
 ]
 
@@ -150,3 +154,21 @@ def resolve_demands(
             demand = replace(demand, exclusive=mode)
         out[kind] = _apply(demand, job_overrides.get(kind, {}), f"job {kind}")
     return out
+
+
+def job_demands(spec: JobSpec, cpu_profile_exclusivity: str,
+                config_overrides: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+                ) -> dict[StageKind, StageDemand]:
+    """Demands of every stage of `spec`'s job: `resolve_demands` for its target kind, an llvm
+    profile timed on exactly the target's num-cores (core-exclusive mode leaves the rest of the
+    host to other stages; host-exclusive mode holds the host either way), then the spec's own
+    overrides; the spec's cpu profile exclusivity, if it names one, beats the scheduler's."""
+    overrides = {kind: dict(fields) for kind, fields in spec.demand_overrides.items()}
+    cores = spec.profile_cores
+    if cores:
+        overrides["profile"] = {"min_cores": cores, "max_cores": cores,
+                                **overrides.get("profile", {})}
+    return resolve_demands(
+        spec.target_kind,
+        cpu_profile_exclusivity=spec.cpu_profile_exclusivity or cpu_profile_exclusivity,
+        config_overrides=config_overrides, job_overrides=overrides)

@@ -2,7 +2,9 @@
 
 Work is core-seconds for CPU stages (duration x cores held) and device-seconds for profile.
 Each job keeps its own averages; a global average per (target kind, stage kind) stands in
-until the job has its own, and DESIGN.md's measured numbers stand in until anything ran.
+until the job has its own, and priors from docs/design.md section 1 stand in until anything ran
+(section 1.3 says which are measured: the llvm compile is an assumption, the llvm search a
+middle guess over workloads, and every cuda one an assumption: no GPU has been measured).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from .jobs import Job
 
 __all__ = ["PRIOR_WORK", "Estimates"]
 
-# DESIGN.md section 1, one 32-candidate round on 2 cores (search and build use both).
+# docs/design.md section 1, one 32-candidate round on 2 cores (search and build use both);
+# compile and the cuda rows are assumptions, never measured.
 PRIOR_WORK: Mapping[tuple[str, str], float] = {
     ("llvm", "extract"): 0.2, ("llvm", "search"): 12.0, ("llvm", "build"): 7.5,
     ("llvm", "profile"): 5.6, ("llvm", "learn"): 0.25, ("llvm", "compile"): 20.0,
@@ -62,18 +65,23 @@ class Estimates:
         demand: StageDemand = job.demands[kind]
         return work / max(1, min(cores, demand.max_cores))
 
-    def remaining(self, job: Job) -> float:
-        """Expected seconds left for `job` on its own (stages at their max cores)."""
+    def remaining(self, job: Job, cores: int | None = None) -> float:
+        """Expected seconds left for `job` on its own: its CPU stages on `cores` cores (None:
+        each at its max cores), its profiles, then its compile."""
         spec = job.spec
         left = spec.trials - job.trials_done
         rounds = -(-left // spec.batch_size) if left > 0 else 0
         demands = job.demands
         work = self.work
+
+        def parallel(kind: StageKind) -> int:
+            most = demands[kind].max_cores
+            return most if cores is None else max(1, min(cores, most))
+
         per_round = work(job, StageKind.PROFILE)
         for kind in _CPU_ROUND:
-            per_round += work(job, kind) / demands[kind].max_cores
-        return rounds * per_round + (work(job, StageKind.COMPILE)
-                                     / demands[StageKind.COMPILE].max_cores)
+            per_round += work(job, kind) / parallel(kind)
+        return rounds * per_round + work(job, StageKind.COMPILE) / parallel(StageKind.COMPILE)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form."""

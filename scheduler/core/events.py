@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from simpletvm.spec import JobSpec
+
 from .errors import ConfigError
-from .jobs import JobSpec
 
 __all__ = [
     "EVENT_TYPES",

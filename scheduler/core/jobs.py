@@ -7,20 +7,21 @@ stage (compile + final benchmark), then it is done. A job has at most one stage 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from simpletvm.spec import JobSpec
+
 from .demands import StageDemand, StageKind
-from .errors import ConfigError
 from .transitions import HistoryEntry, TransitionTable, check_transition
 
 __all__ = [
     "JOB_TRANSITIONS",
     "STAGE_TRANSITIONS",
+    "TERMINAL_JOB_STATES",
     "Job",
-    "JobSpec",
     "JobState",
     "Stage",
     "StageState",
@@ -39,6 +40,7 @@ class JobState(StrEnum):
     CANCELLED = "cancelled"
 
 
+# the one home of the final job states (StrEnum members: "done" in TERMINAL_JOB_STATES holds)
 TERMINAL_JOB_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
 
 JOB_TRANSITIONS: TransitionTable = {
@@ -89,43 +91,6 @@ STAGE_TRANSITIONS: TransitionTable = {
     # Its lease was revoked or expired (runner lost, job cancelled, no heartbeat).
     (StageState.RUNNING, StageState.REVOKED): "lease revoked or expired",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class JobSpec:
-    """What a client submits. demand_overrides: stage kind -> StageDemand fields.
-    cpu_profile_exclusivity: "host" | "cores" | None (None: the config's default)."""
-
-    job_id: str
-    user: str = "default"
-    priority: int = 0
-    target_kind: str = "llvm"
-    trials: int = 256
-    batch_size: int = 32
-    latency_goal_us: float | None = None
-    demand_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    cpu_profile_exclusivity: str | None = None
-
-    def __post_init__(self) -> None:
-        if not self.job_id:
-            raise ConfigError("job_id must not be empty")
-        if self.trials < 0 or self.batch_size < 1:
-            raise ConfigError(f"job {self.job_id}: trials must be >= 0 and batch_size >= 1")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data form (JSON-able)."""
-        return {
-            "job_id": self.job_id, "user": self.user, "priority": self.priority,
-            "target_kind": self.target_kind, "trials": self.trials,
-            "batch_size": self.batch_size, "latency_goal_us": self.latency_goal_us,
-            "demand_overrides": {k: dict(v) for k, v in self.demand_overrides.items()},
-            "cpu_profile_exclusivity": self.cpu_profile_exclusivity,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> JobSpec:
-        """Rebuild from `to_dict()` output."""
-        return cls(**data)
 
 
 @dataclass(slots=True)
@@ -228,9 +193,11 @@ class Job:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], demands: dict[StageKind, StageDemand]) -> Job:
-        """Rebuild from `to_dict()` output and the job's resolved demands."""
-        job = cls(JobSpec.from_dict(data["spec"]), data["seq"], data["submitted_at"], demands,
+    def from_dict(cls, data: Mapping[str, Any],
+                  demands: Callable[[JobSpec], dict[StageKind, StageDemand]]) -> Job:
+        """Rebuild from `to_dict()` output; `demands` resolves the spec's stage demands."""
+        spec = JobSpec.from_dict(data["spec"])
+        job = cls(spec, data["seq"], data["submitted_at"], demands(spec),
                   JobState(data["state"]), data["host_id"], data["last_host_id"])
         job.stage = Stage.from_dict(data["stage"]) if data["stage"] else None
         job.stages_created = data["stages_created"]

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .config import SchedulerConfig
-from .demands import Exclusivity, resolve_demands
+from .demands import Exclusivity, job_demands
 from .errors import SnapshotError
 from .estimates import Estimates
 from .fairshare import FairShare
@@ -95,14 +95,8 @@ def _restore(cls: type[SchedulerState], data: Mapping[str, Any],
 
 
 def _restore_job(state: SchedulerState, data: Mapping[str, Any]) -> None:
-    spec = data["spec"]
-    demands = resolve_demands(
-        spec["target_kind"],
-        cpu_profile_exclusivity=(spec["cpu_profile_exclusivity"]
-                                 or state.config.cpu_profile_exclusivity),
-        config_overrides=state.config.demand_overrides,
-        job_overrides=spec["demand_overrides"])
-    job = Job.from_dict(data, demands)
+    job = Job.from_dict(data, lambda spec: job_demands(
+        spec, state.config.cpu_profile_exclusivity, state.config.demand_overrides))
     state.jobs[job.job_id] = job
     if job.terminal:
         return

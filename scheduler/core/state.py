@@ -14,19 +14,18 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import pausing
 from .commands import (
     Command,
     JobRejected,
     JobStateChanged,
     MoveJob,
-    PauseLease,
     ResultRejected,
-    ResumeLease,
     RevokeLease,
     StartStage,
 )
 from .config import SchedulerConfig
-from .demands import Exclusivity, StageKind, TargetKind, resolve_demands
+from .demands import Exclusivity, StageKind, TargetKind, job_demands
 from .errors import ConfigError, SchedulerError
 from .estimates import Estimates
 from .events import (
@@ -42,7 +41,7 @@ from .events import (
     Tick,
 )
 from .fairshare import AdmissionQueue, FairShare
-from .jobs import Job, JobSpec, JobState, StageState, next_stage_kind
+from .jobs import Job, JobState, StageState, next_stage_kind
 from .leases import LEASE_TRANSITIONS, Lease, LeaseState
 from .policies import Policy, get_policy
 from .policies.base import Placement
@@ -81,7 +80,7 @@ class SchedulerState:
         self._room: dict[str, list[tuple[int, int, str]]] = {}
         self._dirty: dict[str, None] = {}
         self._resumed = False  # some ResumeLease went out in this handle() call
-        self._cause = ""
+        self.cause = ""  # the cause of the event being handled; its commands carry it
         self._handlers: dict[type, Callable[[Any, float, list[Command]], None]] = {
             RunnerRegistered: self._on_runner_registered,
             RunnerLost: self._on_runner_lost,
@@ -103,26 +102,19 @@ class SchedulerState:
             raise TypeError(f"not a scheduler event: {event!r}")
         now = max(now, self.now)  # the core's clock never runs backwards
         self.now = now
-        self._cause = event.cause
+        self.cause = event.cause
         self._resumed = False
         commands: list[Command] = []
         self._expire_due(now, commands)
         handler(event, now, commands)
         self._schedule(now, commands)
         self.events_handled += 1
-        return _coalesce_pauses(commands) if self._resumed else commands
+        return pausing.coalesce(commands) if self._resumed else commands
 
     def can_pause_host(self, host: Host) -> bool:
         """True if a host-exclusive profile may start on `host` now by pausing every lease
-        there: pausing is on, the policy controls resources, and no lease on the host is a
-        profile (a measurement is never paused) or paused already."""
-        if not (self.config.pause_for_profile and self.policy.controls_resources):
-            return False
-        for lease_id in host.leases:
-            lease = self.leases[lease_id]
-            if lease.paused or self.jobs[lease.job_id].stage.kind is StageKind.PROFILE:
-                return False
-        return True
+        there (see `pausing.can_pause_host`)."""
+        return pausing.can_pause_host(self, host)
 
     def score(self, job: Job, since: float, now: float) -> float:
         """Priority + aging since `since` - fair-share excess of the job's user."""
@@ -206,19 +198,16 @@ class SchedulerState:
     # ---------------------------------------------------------------- jobs
 
     def _on_job_submitted(self, ev: JobSubmitted, now: float, out: list[Command]) -> None:
-        spec: JobSpec = ev.spec
-        if spec.job_id in self.jobs:
-            out.append(JobRejected(spec.job_id, "duplicate job id", self._cause))
+        spec = ev.spec
+        if not spec.job_id or spec.job_id in self.jobs:
+            why = "duplicate job id" if spec.job_id else "a submitted job needs a job id"
+            out.append(JobRejected(spec.job_id, why, self.cause))
             return
         try:
-            demands = resolve_demands(
-                spec.target_kind,
-                cpu_profile_exclusivity=(spec.cpu_profile_exclusivity
-                                         or self.config.cpu_profile_exclusivity),
-                config_overrides=self.config.demand_overrides,
-                job_overrides=spec.demand_overrides)
+            demands = job_demands(spec, self.config.cpu_profile_exclusivity,
+                                  self.config.demand_overrides)
         except ConfigError as exc:
-            out.append(JobRejected(spec.job_id, str(exc), self._cause))
+            out.append(JobRejected(spec.job_id, str(exc), self.cause))
             return
         job = Job(spec, len(self.jobs), now, demands)
         self.jobs[spec.job_id] = job
@@ -227,7 +216,7 @@ class SchedulerState:
         self.fair.job_added(spec.user)
         self.queue.push(job)
         out.append(JobStateChanged(spec.job_id, "", JobState.QUEUED.value, "submitted",
-                                   self._cause))
+                                   self.cause))
 
     def _on_job_cancelled(self, ev: JobCancelled, now: float, out: list[Command]) -> None:
         job = self.jobs.get(ev.job_id)
@@ -246,7 +235,7 @@ class SchedulerState:
     def _end_job(self, job: Job, new: JobState, now: float, reason: str,
                  out: list[Command]) -> None:
         old = job.transition(new, now, reason)
-        out.append(JobStateChanged(job.job_id, old, new.value, reason, self._cause))
+        out.append(JobStateChanged(job.job_id, old, new.value, reason, self.cause))
         job.stage = None
         job.finished_at = now
         self.fair.job_ended(job.spec.user)
@@ -267,7 +256,7 @@ class SchedulerState:
         host.ready[job.job_id] = None
         self.placed_jobs += 1
         if previous is not None and previous != host.host_id:
-            out.append(MoveJob(job.job_id, previous, host.host_id, self._cause))
+            out.append(MoveJob(job.job_id, previous, host.host_id, self.cause))
             self._restart_round(job)
         self._host_changed(host)
 
@@ -304,7 +293,7 @@ class SchedulerState:
         logger.info("rejected result for %s %s under %s: %s (cause %s)",
                     ev.job_id, ev.stage_id, ev.lease_id, reason, ev.cause)
         out.append(ResultRejected(ev.lease_id, ev.epoch, ev.job_id, ev.stage_id, reason,
-                                  self._cause))
+                                  self.cause))
         return None
 
     def _on_stage_finished(self, ev: StageFinished, now: float, out: list[Command]) -> None:
@@ -328,7 +317,7 @@ class SchedulerState:
             reason = "search exhausted" if kind is StageKind.SEARCH else "budget or goal reached"
             old = job.transition(JobState.FINISHING, now, reason)
             out.append(JobStateChanged(job.job_id, old, JobState.FINISHING.value, reason,
-                                       self._cause))
+                                       self.cause))
         job.new_stage(following, job.round, 0, now)
         self._stage_ready(job)
 
@@ -382,7 +371,8 @@ class SchedulerState:
                     out: list[Command], requeue: bool = True) -> None:
         """Revoke or expire a live lease; its stage is revoked and, if `requeue`, retried."""
         self._release(lease, new, now, reason, out)
-        out.append(RevokeLease(lease.lease_id, lease.holder, reason, self._cause))
+        out.append(RevokeLease(lease.lease_id, lease.holder, reason, self.cause,
+                               expired=new is LeaseState.EXPIRED))
         job = self.jobs[lease.job_id]
         stage = job.stage
         stage.transition(StageState.REVOKED, now, reason)
@@ -402,7 +392,7 @@ class SchedulerState:
         host.give_back(lease.held_cores, lease.gpu_ids, lease.memory_mb)
         if host.exclusive_lease == lease_id:
             host.exclusive_lease = None
-            self._resume_host(host, now, out)
+            self._resumed |= pausing.resume_host(self, host, now, out)
         runner = self.runners.get(lease.holder)
         if runner is not None:
             runner.leases.pop(lease_id, None)
@@ -411,37 +401,13 @@ class SchedulerState:
         self._dirty[host.host_id] = None
         logger.debug("lease %s %s: %s", lease_id, new, reason)
 
-    def _pause_host(self, host: Host, job: Job, now: float, out: list[Command]) -> None:
-        """Pause every lease on `host` for `job`'s host-exclusive profile: their cores go back
-        to the host (the profile takes them); PauseLease goes out before the StartStage."""
-        if not self.can_pause_host(host):
-            raise SchedulerError(f"policy {self.policy.name} placed a host-exclusive profile "
-                                 f"on {host.host_id}, whose leases cannot be paused")
-        reason = f"host-exclusive profile of {job.job_id}"
-        for lease_id in host.leases:
-            lease = self.leases[lease_id]
-            host.give_back(lease.core_ids, (), 0)
-            self.leases[lease_id] = lease.pause(now)
-            out.append(PauseLease(lease_id, lease.epoch, lease.holder, reason, self._cause))
-
-    def _resume_host(self, host: Host, now: float, out: list[Command]) -> None:
-        """The host-exclusive lease ended: every paused lease on `host` takes its cores back
-        and runs on."""
-        for lease_id in host.leases:
-            lease = self.leases[lease_id]
-            if lease.paused:
-                host.take(lease.core_ids, (), 0)
-                self.leases[lease_id] = lease.resume(now)
-                out.append(ResumeLease(lease_id, lease.epoch, lease.holder, self._cause))
-                self._resumed = True
-
     def _grant(self, p: Placement, now: float, out: list[Command]) -> None:
         job = self.jobs[p.job_id]
         stage = job.stage
         host = self.hosts[job.host_id]
         runner = host.runners[p.runner_id]
         if p.exclusive is Exclusivity.HOST and host.leases:
-            self._pause_host(host, job, now, out)
+            pausing.pause_host(self, host, job, now, out)
         if self.policy.controls_resources and not (
                 host.free_cores.issuperset(p.core_ids) and host.free_gpus.issuperset(p.gpu_ids)):
             raise SchedulerError(f"policy {self.policy.name} placed {p} on busy resources")
@@ -467,9 +433,9 @@ class SchedulerState:
         if job.state is JobState.QUEUED:
             old = job.transition(JobState.RUNNING, now, "first stage started")
             out.append(JobStateChanged(job.job_id, old, JobState.RUNNING.value,
-                                       "first stage started", self._cause))
+                                       "first stage started", self.cause))
         out.append(StartStage(lease, job.job_id, stage.stage_id, stage.kind.value, stage.round,
-                              stage.attempt, p.runner_id, self._cause))
+                              stage.attempt, p.runner_id, self.cause))
         self.leases_granted += 1
 
     # ---------------------------------------------------------------- scheduling
@@ -530,16 +496,3 @@ class SchedulerState:
             if host.ready and host.runners:
                 for placement in self.policy.plan_host(self, host, now):
                     self._grant(placement, now, out)
-
-
-def _coalesce_pauses(commands: list[Command]) -> list[Command]:
-    """Drop a ResumeLease and the PauseLease of the same lease that follows it in one batch:
-    one profile ended and the next took the host, so the stage just stays paused."""
-    resumed: dict[str, int] = {}
-    drop: set[int] = set()
-    for i, command in enumerate(commands):
-        if isinstance(command, ResumeLease):
-            resumed[command.lease_id] = i
-        elif isinstance(command, PauseLease) and command.lease_id in resumed:
-            drop.update((resumed.pop(command.lease_id), i))
-    return [c for i, c in enumerate(commands) if i not in drop] if drop else commands

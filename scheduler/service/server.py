@@ -11,16 +11,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from proto import tunesched_pb2_grpc as pb_grpc
-from scheduler.service.daemon import Daemon, DaemonConfig
+from proto.transport import MAX_MESSAGE_BYTES
+from scheduler.service.config import DaemonConfig
+from scheduler.service.daemon import Daemon
 from scheduler.service.servicers import RunnerChannelServicer, SchedulerServicer
 
 log = logging.getLogger(__name__)
 
-# The largest single gRPC message the daemon receives or sends (grpc's default is 4 MiB): a
-# bigger one is refused by gRPC itself with RESOURCE_EXHAUSTED before any servicer runs. Models
-# and bundles travel as streams of 1 MiB chunks, so this bounds one chunk or request, not a
-# model; DaemonConfig.max_model_bytes (--max-model-mb) bounds a whole uploaded model.
-MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 SERVICES = ("tunesched.v1.Scheduler", "tunesched.v1.RunnerChannel")
 
 
@@ -80,7 +77,7 @@ def serve(config: DaemonConfig, address: str, tls: tuple[bytes, bytes] | None = 
         log.warning("no --users-file: any client that reaches %s can submit and cancel jobs",
                     address)
     log.warning("tunesched scheduler listening on %s (state %s, policy %s)", service.address,
-                config.state_path, config.policy)
+                config.state_path, config.core.policy)
     print(f"listening on {service.address}", flush=True)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -6,7 +6,6 @@ import functools
 import io
 import logging
 import math
-import os
 import queue
 import tarfile
 import threading
@@ -15,11 +14,13 @@ from typing import Any
 
 import grpc
 
+from proto import jobspec
 from proto import tunesched_pb2 as pb
 from proto import tunesched_pb2_grpc as pb_grpc
-from scheduler.service import convert
+from proto.transport import chunks
+from scheduler.service import convert, validation
 from scheduler.service.auth import Caller, check_owner
-from scheduler.service.daemon import Daemon, RunnerLink
+from scheduler.service.daemon import Daemon
 from scheduler.service.errors import (
     InvalidRequest,
     ResourceExhausted,
@@ -27,14 +28,9 @@ from scheduler.service.errors import (
     one_line,
     status_of,
 )
-from scheduler.service.records import (
-    JobRecord,
-    check_input_shapes,
-    input_ranks,
-    validate_submission,
-    validate_verification,
-    zoo_input_ranks,
-)
+from scheduler.service.links import RunnerLink
+from scheduler.service.records import JobRecord
+from simpletvm.spec import SpecError
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +62,9 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
     def _caller(self, context: grpc.ServicerContext) -> Caller:
         return self.daemon.config.auth.client(context.invocation_metadata())
 
-    def _owned(self, job_id: str, context: grpc.ServicerContext) -> Any:
+    def _owned(self, job_id: str, context: grpc.ServicerContext) -> JobRecord:
         record = self.daemon.get(job_id)
-        check_owner(self._caller(context), record.user, job_id)
+        check_owner(self._caller(context), record.spec.user, job_id)
         return record
 
     @_rpc
@@ -91,36 +87,14 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         if spec is None:
             raise InvalidRequest("SubmitJob needs a spec as its first message")
         model = b"".join(parts)
-        target, shapes = validate_submission(
-            spec.name, spec.model, spec.target_json, spec.trials, spec.batch_size or 32,
-            spec.priority, spec.latency_goal_us, spec.input_shapes_json, len(model))
-        if model:
-            from simpletvm.errors import ModelError
-            from simpletvm.models import read_onnx
-
-            try:
-                ranks = input_ranks(read_onnx(model))
-            except ModelError as exc:
-                raise InvalidRequest(str(exc)) from exc
-        else:
-            ranks = zoo_input_ranks(spec.model.removeprefix("zoo:"))
-        check_input_shapes(ranks, shapes)
-        verify_top, verify_passes = validate_verification(
-            spec.verify_top if spec.HasField("verify_top") else None,
-            spec.verify_passes if spec.HasField("verify_passes") else None)
-        if spec.replay_dir and not os.path.isabs(spec.replay_dir):
-            raise InvalidRequest(f"replay directory must be an absolute path on the runners' "
-                                 f"hosts, got {spec.replay_dir!r}")
-        record = JobRecord(
-            job_id="", name=spec.name or spec.model.removeprefix("zoo:"), model=spec.model,
-            target=target, trials=spec.trials, batch_size=spec.batch_size or 32,
-            seed=spec.seed, priority=spec.priority,
-            user=(spec.user or caller.name) if self.daemon.config.auth.clients_open
-            else caller.name,
-            latency_goal_us=spec.latency_goal_us or None, input_shapes=shapes,
-            request_id=spec.request_id, replay_dir=spec.replay_dir, verify_top=verify_top,
-            verify_passes=verify_passes)
-        return convert.job_info(self.daemon.submit(record, model))
+        user = (spec.user or caller.name) if self.daemon.config.auth.clients_open \
+            else caller.name
+        try:
+            job = jobspec.from_pb(spec).with_(user=user)
+        except SpecError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        validation.check_submission(job, model)
+        return convert.job_info(self.daemon.submit(job, model, spec.request_id))
 
     @_rpc
     def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> pb.JobInfo:
@@ -132,7 +106,7 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
         caller = self._caller(context)
         return pb.ListJobsResponse(jobs=[convert.job_info(r)
                                          for r in self.daemon.list_jobs(request.state)
-                                         if caller.admin or r.user == caller.name])
+                                         if caller.admin or r.spec.user == caller.name])
 
     @_rpc
     def CancelJob(self, request: pb.CancelJobRequest,
@@ -172,7 +146,8 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
                     continue
                 content = tar.extractfile(member).read()
                 name = member.name.removeprefix("result/")
-                yield from convert.chunks(content, name)
+                for piece in chunks(content):
+                    yield pb.FileChunk(path=name, data=piece)
 
     @_rpc
     def ListRunners(self, request: pb.ListRunnersRequest,
@@ -185,9 +160,9 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
     def GetTimeline(self, request: pb.GetTimelineRequest,
                     context: grpc.ServicerContext) -> pb.Timeline:
         caller = self._caller(context)
-        owners = {r.job_id: r.user for r in self.daemon.list_jobs()}
+        owners = {r.job_id: r.spec.user for r in self.daemon.list_jobs()}
         return pb.Timeline(leases=[convert.lease_record(r) for r in self.daemon.timeline()
-                                   if caller.admin or owners.get(r["job_id"]) == caller.name])
+                                   if caller.admin or owners.get(r.job_id) == caller.name])
 
 
 class RunnerChannelServicer(pb_grpc.RunnerChannelServicer):
@@ -240,7 +215,8 @@ class RunnerChannelServicer(pb_grpc.RunnerChannelServicer):
                                                        for u in hb.gpu_util),
                                                  tuple(hb.live_leases))
                 elif kind == "result":
-                    self.daemon.runner_result(link, convert.result_dict(msg.result))
+                    self.daemon.runner_result(
+                        link, validation.checked_result(convert.result_dict(msg.result)))
                 elif kind == "paused":
                     self.daemon.runner_paused(link, msg.paused.lease_id)
         except grpc.RpcError:
@@ -258,7 +234,8 @@ class RunnerChannelServicer(pb_grpc.RunnerChannelServicer):
             data, version = self.daemon.job_bundle(request.job_id)
         except ServiceError as exc:
             context.abort(status_of(exc), one_line(str(exc)))
-        yield from convert.chunks(data, f"v{version}")
+        for piece in chunks(data):
+            yield pb.FileChunk(path=f"v{version}", data=piece)
 
     @_rpc
     def UploadBundle(self, request_iterator: Iterator[pb.UploadBundleRequest],

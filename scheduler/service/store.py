@@ -106,13 +106,13 @@ class _Transaction:
         self.db.execute("DELETE FROM snapshots WHERE seq < ?", (seq,))
         self.db.execute("DELETE FROM events WHERE seq <= ?", (seq,))
 
-    def put_job(self, record: dict[str, Any]) -> None:
+    def put_job(self, job_id: str, request_id: str, record: dict[str, Any]) -> None:
         self.db.execute("INSERT OR REPLACE INTO jobs (job_id, request_id, record) VALUES (?, ?, ?)",
-                        (record["job_id"], record.get("request_id", ""), json.dumps(record)))
+                        (job_id, request_id, json.dumps(record)))
 
-    def put_lease(self, record: dict[str, Any]) -> None:
+    def put_lease(self, lease_id: str, record: dict[str, Any]) -> None:
         self.db.execute("INSERT OR REPLACE INTO leases (lease_id, record) VALUES (?, ?)",
-                        (record["lease_id"], json.dumps(record)))
+                        (lease_id, json.dumps(record)))
 
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))

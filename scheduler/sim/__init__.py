@@ -8,6 +8,7 @@ from .mockjob import (
     MockJob,
     StageOutcome,
     StageTimes,
+    mock_spec,
 )
 from .scenarios import (
     HostSpec,
@@ -37,5 +38,6 @@ __all__ = [
     "huge_scenario",
     "lower_bound",
     "mixed_scenario",
+    "mock_spec",
     "small_host_scenario",
 ]

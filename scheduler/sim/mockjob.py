@@ -1,9 +1,10 @@
 """MockJob and FakeStageExecutor: tuning jobs with known stage times, no TVM.
 
-Stage times follow DESIGN.md section 1 (one 32-candidate MetaSchedule round, measured on a
-2-core llvm host) for CPU hosts, and a GPU-host profile where search and build are long and
-profiling is short. A stage's work is fixed when the job is made (seeded), so every policy
-faces the same jobs and the lower bound is policy-independent:
+Stage times follow docs/design.md section 1 (one 32-candidate MetaSchedule round, measured on a
+2-core llvm host) for CPU hosts, and an assumed GPU-host profile (never measured: no GPU has been
+available) where search and build are long and profiling is short. A stage's work is fixed
+when the job is made (seeded), so every policy faces the same jobs and the lower bound is
+policy-independent:
 
     work (core-seconds) = measured seconds x cores used when measured (search, build,
                           compile: 2; extract, learn: 1)
@@ -20,9 +21,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from simpletvm.fake_stages import latency_after
+from simpletvm.spec import JobSpec
+
 from ..core.commands import StartStage
-from ..core.demands import StageDemand, StageKind, resolve_demands
-from ..core.jobs import Job, JobSpec, next_stage_kind
+from ..core.demands import StageDemand, StageKind, job_demands
+from ..core.jobs import Job, next_stage_kind
 
 __all__ = [
     "CPU_HOST_TIMES",
@@ -31,6 +35,7 @@ __all__ = [
     "MockJob",
     "StageOutcome",
     "StageTimes",
+    "mock_spec",
 ]
 
 Range = tuple[float, float]
@@ -55,13 +60,15 @@ MEASURED_CORES: Mapping[StageKind, int] = {
     StageKind.LEARN: 1, StageKind.COMPILE: 2,
 }
 
-# DESIGN.md section 1: extract 0.2 s; search 1.7-4.1 s (matmul) .. 9.4-28 s (conv2d); build
-# 2.7-4.8 s; profile 4.7-6.3 s; learn 0.1-0.35 s. Compile + final benchmark: not in the
-# table; taken as 8-15 s on 2 cores.
+# docs/design.md section 1.1: extract 0.2 s; search 1.7-4.1 s (matmul) .. 9.4-28 s (conv2d);
+# build 2.7-4.8 s; profile 4.7-6.3 s; learn 0.1-0.35 s (this repository's learn: up to 0.95 s,
+# section 1.2). Compile + final benchmark: an assumption, 8-15 s on 2 cores (measured later at
+# 3.5-6.7 s for one-task models).
 CPU_HOST_TIMES = StageTimes(extract=(0.15, 0.25), search=(1.7, 28.0), build=(2.7, 4.8),
                             profile=(4.7, 6.3), learn=(0.1, 0.35), compile=(8.0, 15.0))
-# A GPU host: CUDA search spaces are larger and builds go through nvcc, while a kernel runs
-# in microseconds, so profiling 32 candidates takes about a second.
+# A GPU host (an assumption, never measured): CUDA search spaces are larger and builds go
+# through nvcc, while a kernel runs in microseconds, so profiling 32 candidates takes about a
+# second.
 GPU_HOST_TIMES = StageTimes(extract=(0.2, 0.4), search=(10.0, 30.0), build=(8.0, 16.0),
                             profile=(0.5, 1.5), learn=(0.2, 0.5), compile=(10.0, 20.0))
 
@@ -74,6 +81,12 @@ class StageOutcome:
     seconds: float
     result: Mapping[str, Any] | None
     error: str | None = None
+
+
+def mock_spec(job_id: str, kind: str = "llvm", **fields: Any) -> JobSpec:
+    """The JobSpec of a simulated job: target `{"kind": kind}` (no num-cores: the profile
+    takes the default demand), the rest from `fields`."""
+    return JobSpec(job_id=job_id, target={"kind": kind}, **fields)
 
 
 @dataclass
@@ -97,11 +110,7 @@ class MockJob:
     _work: dict[tuple[StageKind, int], float] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.demands = resolve_demands(
-            self.spec.target_kind,
-            cpu_profile_exclusivity=(self.spec.cpu_profile_exclusivity
-                                     or self.cpu_profile_exclusivity),
-            job_overrides=self.spec.demand_overrides)
+        self.demands = job_demands(self.spec, self.cpu_profile_exclusivity)
         self._work = self._draw_work()
 
     @property
@@ -140,9 +149,8 @@ class MockJob:
         return work / max(1, min(cores, self.demands[kind].max_cores))
 
     def latency_after(self, trials: int) -> float:
-        """Best latency found after `trials` measurements (exponential approach)."""
-        gap = self.initial_latency_us - self.final_latency_us
-        return self.final_latency_us + gap * math.exp(-trials / 150.0)
+        """Best latency found after `trials` measurements (the fake stages' curve)."""
+        return latency_after(trials, self.initial_latency_us, self.final_latency_us)
 
     def result(self, kind: StageKind, round_: int) -> dict[str, Any]:
         """What the stage reports when it finishes."""

@@ -6,8 +6,7 @@ import random
 from dataclasses import dataclass, field, replace
 
 from ..core.config import SchedulerConfig
-from ..core.jobs import JobSpec
-from .mockjob import CPU_HOST_TIMES, GPU_HOST_TIMES, MockJob, StageTimes
+from .mockjob import CPU_HOST_TIMES, GPU_HOST_TIMES, MockJob, StageTimes, mock_spec
 
 __all__ = [
     "HostSpec",
@@ -66,9 +65,9 @@ def _jobs(n: int, rng: random.Random, *, kind: str, trials: tuple[int, ...], use
     out = []
     times = GPU_HOST_TIMES if kind == "cuda" else CPU_HOST_TIMES
     for i in range(n):
-        spec = JobSpec(f"{prefix}-{i}", user=f"user-{rng.randrange(users)}",
-                       priority=rng.choice((0, 0, 0, 1)), target_kind=kind,
-                       trials=rng.choice(trials), batch_size=32)
+        spec = mock_spec(f"{prefix}-{i}", kind, user=f"user-{rng.randrange(users)}",
+                         priority=rng.choice((0, 0, 0, 1)), trials=rng.choice(trials),
+                         batch_size=32)
         out.append(MockJob(spec, times, seed=rng.randrange(1 << 30),
                            arrival=rng.uniform(0.0, arrival_span) if arrival_span else 0.0,
                            fail_rate=fail_rate))
@@ -124,7 +123,7 @@ def small_host_scenario(seed: int = 5) -> Scenario:
         times = StageTimes(extract=(0.15, 0.25), search=(search * 0.85, search * 1.15),
                            build=(1.6, 4.0), profile=(2.4, 2.8), learn=(0.3, 1.0),
                            compile=(2.2, 4.2))
-        spec = JobSpec(name, user="bench", target_kind="llvm", trials=64, batch_size=16)
+        spec = mock_spec(name, "llvm", user="bench", trials=64, batch_size=16)
         jobs.append(MockJob(spec, times, seed=rng.randrange(1 << 30)))
     return Scenario("2-core host, 3 jobs", [HostSpec("small", cores=2)], jobs,
                     config=SchedulerConfig(lease_ttl_s=None, jobs_per_host=3))

@@ -7,8 +7,8 @@
     learn    commit records, update the cost model and progress          (update-model, part 2)
     compile  build the whole model with the records, benchmark, report
 
-`run_stage` runs one in the current process; `python -m simpletvm.stages` runs one in a fresh
-process; `simpletvm.executor` runs one in a pinned child forked from a warm process.
+`run_stage` runs one in the current process; `tunesched stage` runs one in a fresh process;
+`simpletvm.executor` runs one in a pinned child forked from a warm process.
 """
 
 from __future__ import annotations

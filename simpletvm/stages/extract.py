@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from simpletvm import models, tasks
+from simpletvm import models, tasks, zoo
 from simpletvm.candidates import shash
 from simpletvm.jobdir import Progress, TaskInfo, TaskProgress
 from simpletvm.stages.base import StageContext
@@ -19,6 +19,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if (job.root / "tasks" / "index.json").exists() and job.progress_path.exists():
         infos = job.tasks()  # already extracted (a retry or a resumed job): keep the progress
         return _summary(infos)
+    if not job.onnx_path.exists() and not job.model_path.exists() \
+            and spec.model.startswith("zoo:"):  # a zoo model is made where it runs
+        job.write_onnx(zoo.model_bytes(spec.model, spec.input_shapes))
     if job.onnx_path.exists() and not job.model_path.exists():
         onnx_model = models.read_onnx(job.onnx_path)
         models.save_module(models.import_onnx(onnx_model, spec.input_shapes), job.model_path)

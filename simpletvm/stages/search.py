@@ -19,7 +19,8 @@ from typing import Any
 from simpletvm import context, verification
 from simpletvm.candidates import to_entry
 from simpletvm.errors import JobDirError
-from simpletvm.jobdir import JobDir, JobSpec, Progress, read_json, write_json
+from simpletvm.jobdir import JobDir, Progress, read_json, write_json
+from simpletvm.spec import JobSpec
 from simpletvm.stages.base import StageContext
 
 MAX_ATTEMPTS = 4

@@ -7,7 +7,6 @@ from typing import Any
 from scheduler.core import (
     Command,
     Event,
-    JobSpec,
     JobSubmitted,
     Lease,
     RunnerRegistered,
@@ -19,6 +18,7 @@ from scheduler.core import (
 )
 from scheduler.core.demands import Exclusivity
 from scheduler.core.leases import LeaseState
+from scheduler.sim import mock_spec
 
 
 def make_state(policy: str = "interleaved", **config: Any) -> SchedulerState:
@@ -47,9 +47,9 @@ def cuda_runner(runner_id: str = "g1", host_id: str = "gh1", cores: int = 8,
                             131072, ("cuda",))
 
 
-def submit(job_id: str, **spec: Any) -> JobSubmitted:
-    """JobSubmitted for a JobSpec built from keyword arguments."""
-    return JobSubmitted(JobSpec(job_id, **spec))
+def submit(job_id: str, target_kind: str = "llvm", **spec: Any) -> JobSubmitted:
+    """JobSubmitted for a JobSpec built from keyword arguments (target {"kind": target_kind})."""
+    return JobSubmitted(mock_spec(job_id, target_kind, **spec))
 
 
 def starts(commands: list[Command]) -> list[StartStage]:

@@ -35,6 +35,7 @@ from scheduler.core import (
     Tick,
 )
 from scheduler.core.demands import Exclusivity
+from simpletvm.spec import SpecError
 
 HOST = Exclusivity.HOST
 ALL8 = tuple(range(8))
@@ -319,7 +320,7 @@ def test_lease_expires_without_heartbeat_and_heartbeat_extends_it() -> None:
     assert feed(s, Tick(), 15.0) == []  # live through its expiry instant
     out = feed(s, Tick(), 15.5)
     retry = start_cmd(2, "r1", "h1", "j1", 2, "extract", 0, (0,), 1024, 15.5, expiry=25.5)
-    assert out == [RevokeLease(e.lease.lease_id, "r1", "lease expired"), retry]
+    assert out == [RevokeLease(e.lease.lease_id, "r1", "lease expired", expired=True), retry]
     # the late result of the expired attempt is rejected; the retry's is accepted
     assert isinstance(feed(s, finished(e), 16.0)[0], ResultRejected)
     assert starts(feed(s, finished(retry), 17.0))[0].kind == "search"
@@ -330,7 +331,7 @@ def test_lease_expired_event() -> None:
     feed(s, llvm_runner(), 0.0)
     e = starts(feed(s, submit("j1"), 0.0))[0]
     out = feed(s, LeaseExpired(e.lease.lease_id, cause="watchdog"), 1.0)
-    assert out == [RevokeLease("lease-1", "r1", "lease expired", "watchdog"),
+    assert out == [RevokeLease("lease-1", "r1", "lease expired", "watchdog", expired=True),
                    start_cmd(2, "r1", "h1", "j1", 2, "extract", 0, (0,), 1024, 1.0,
                              cause="watchdog")]
     assert feed(s, LeaseExpired("lease-1"), 2.0) == []
@@ -434,8 +435,9 @@ def test_rejected_submissions() -> None:
     s = make_state()
     feed(s, submit("j1"), 0.0)
     assert feed(s, submit("j1"), 1.0) == [JobRejected("j1", "duplicate job id")]
-    out = feed(s, submit("j2", target_kind="vulkan"), 1.0)
-    assert out == [JobRejected("j2", "unknown target kind 'vulkan'")]
+    assert feed(s, submit(""), 1.0) == [JobRejected("", "a submitted job needs a job id")]
+    with pytest.raises(SpecError, match="unknown target kind 'tpu'"):
+        submit("j2", target_kind="tpu")  # a spec that breaks a rule never reaches the core
     out = feed(s, submit("j3", demand_overrides={"search": {"cores": 3}}), 1.0)
     assert isinstance(out[0], JobRejected) and "unknown demand fields" in out[0].reason
 

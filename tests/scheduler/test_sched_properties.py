@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from scheduler.core import (
     HeartbeatReceived,
     JobCancelled,
-    JobSpec,
     JobStateChanged,
     JobSubmitted,
     LeaseExpired,
@@ -26,6 +25,7 @@ from scheduler.core import (
     StartStage,
     Tick,
 )
+from scheduler.sim import mock_spec
 
 RUNNERS = [
     RunnerRegistered("r1", "h1", (0, 1, 2, 3), (), 16384, ("llvm",)),
@@ -132,8 +132,9 @@ def apply(h: Harness, item: tuple) -> None:
         _, target, trials, priority, user, excl, goal = item
         job_id = f"j{len(h.jobs)}"
         h.jobs.append(job_id)
-        h.send(JobSubmitted(JobSpec(job_id, f"u{user}", priority, target, trials, 32, goal,
-                                    {}, excl)))
+        h.send(JobSubmitted(mock_spec(job_id, target, user=f"u{user}", priority=priority,
+                                      trials=trials, batch_size=32, latency_goal_us=goal,
+                                      cpu_profile_exclusivity=excl)))
     elif kind in ("finish", "fail", "expire") and h.running:
         lease_id = sorted(h.running)[item[1] % len(h.running)]
         if kind == "expire":
@@ -193,11 +194,11 @@ def test_aging_prevents_starvation_of_a_low_priority_job() -> None:
     config = SchedulerConfig(jobs_per_host=1, lease_ttl_s=None, aging_per_s=1 / 300)
     h = Harness(SchedulerState(config))
     h.send(RUNNERS[0])
-    h.send(JobSubmitted(JobSpec("low", priority=0, trials=0)))
-    h.send(JobSubmitted(JobSpec("first", priority=5, trials=0)))
+    h.send(JobSubmitted(mock_spec("low", priority=0, trials=0)))
+    h.send(JobSubmitted(mock_spec("first", priority=5, trials=0)))
     started_low_at = None
     for i in range(2000):
-        h.send(JobSubmitted(JobSpec(f"hi{i}", priority=5, trials=0)), dt=0.0)
+        h.send(JobSubmitted(mock_spec(f"hi{i}", priority=5, trials=0)), dt=0.0)
         for lease_id in list(h.running):
             if h.running[lease_id].job_id == "low" and started_low_at is None:
                 started_low_at = h.now
@@ -213,9 +214,9 @@ def test_fair_share_admits_the_user_who_used_less() -> None:
     config = SchedulerConfig(jobs_per_host=1, lease_ttl_s=None)
     h = Harness(SchedulerState(config))
     h.send(RUNNERS[0])
-    h.send(JobSubmitted(JobSpec("a0", user="alice", trials=32)))
+    h.send(JobSubmitted(mock_spec("a0", user="alice", trials=32)))
     for job in ("a1", "a2", "b1"):
-        h.send(JobSubmitted(JobSpec(job, user="bob" if job == "b1" else "alice", trials=32)),
+        h.send(JobSubmitted(mock_spec(job, user="bob" if job == "b1" else "alice", trials=32)),
                dt=0.0)
     while not h.state.jobs["a0"].terminal:  # alice has used everything so far
         h.answer(next(iter(h.running)), ok=True)

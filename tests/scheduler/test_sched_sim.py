@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from scheduler.core import JobSpec, StageKind, StartStage
+from scheduler.core import StageKind, StartStage
 from scheduler.sim import (
     CPU_HOST_TIMES,
     FakeStageExecutor,
@@ -17,6 +17,7 @@ from scheduler.sim import (
     gpu_host_scenario,
     lower_bound,
     mixed_scenario,
+    mock_spec,
     small_host_scenario,
 )
 
@@ -77,7 +78,7 @@ def test_simulation_is_deterministic() -> None:
 
 
 def test_mock_job_plan_and_results() -> None:
-    mock = MockJob(JobSpec("m", trials=100, batch_size=32), CPU_HOST_TIMES, seed=7)
+    mock = MockJob(mock_spec("m", trials=100, batch_size=32), CPU_HOST_TIMES, seed=7)
     plan = mock.planned_stages()
     assert plan[0] == (StageKind.EXTRACT, 0) and plan[-1] == (StageKind.COMPILE, 3)
     assert plan[1:5] == [(StageKind.SEARCH, 0), (StageKind.BUILD, 0), (StageKind.PROFILE, 0),
@@ -90,7 +91,7 @@ def test_mock_job_plan_and_results() -> None:
     assert mock.seconds(StageKind.SEARCH, 1, 4) == pytest.approx(search / 4)
     assert mock.seconds(StageKind.SEARCH, 1, 64) == pytest.approx(search / 8)  # max_cores
     assert mock.latency_after(0) > mock.latency_after(320) > mock.final_latency_us
-    exhausted = MockJob(JobSpec("e", trials=1000), exhaust_round=2)
+    exhausted = MockJob(mock_spec("e", trials=1000), exhaust_round=2)
     assert exhausted.planned_stages()[-2:] == [(StageKind.SEARCH, 2), (StageKind.COMPILE, 2)]
 
 
@@ -107,7 +108,7 @@ def test_fake_executor_answers_start_stage() -> None:
 
 def test_lower_bound_parts() -> None:
     hosts = [HostSpec("h", cores=8)]
-    mock = MockJob(JobSpec("m", trials=32), CPU_HOST_TIMES, seed=1)
+    mock = MockJob(mock_spec("m", trials=32), CPU_HOST_TIMES, seed=1)
     bound = lower_bound(hosts, [mock])
     profile = mock.work(StageKind.PROFILE, 0)
     assert bound.device == pytest.approx(profile)

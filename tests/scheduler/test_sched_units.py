@@ -17,7 +17,6 @@ from scheduler.core import (
     InvariantViolation,
     JobCancelled,
     JobRejected,
-    JobSpec,
     JobStateChanged,
     JobSubmitted,
     LeaseExpired,
@@ -45,6 +44,7 @@ from scheduler.core import (
 from scheduler.core.demands import StageDemand, resolve_demands
 from scheduler.core.jobs import JOB_TRANSITIONS, STAGE_TRANSITIONS, Stage
 from scheduler.core.leases import LEASE_TRANSITIONS, LeaseState
+from scheduler.sim import mock_spec
 
 
 @pytest.mark.parametrize("table", [JOB_TRANSITIONS, STAGE_TRANSITIONS, LEASE_TRANSITIONS])
@@ -161,7 +161,7 @@ def test_public_api() -> None:
         assert getattr(core, name) is not None
     public = {n for n in dir(core) if not n.startswith("_")} - set(core.__all__)
     assert public <= {"commands", "config", "demands", "errors", "estimates", "events",
-                      "fairshare", "jobs", "leases", "policies", "resources", "snapshot",
+                      "fairshare", "jobs", "leases", "pausing", "policies", "resources", "snapshot",
                       "state", "transitions", "validation"}
 
 
@@ -174,8 +174,9 @@ def test_exception_tree() -> None:
 EVENTS = [
     RunnerRegistered("r1", "h1", (0, 1), (0,), 1024, ("llvm", "cuda"), cause="c1"),
     RunnerLost("r1"), HeartbeatReceived("r1", 0.3, (0.5,)),
-    JobSubmitted(JobSpec("j", "u", 2, "cuda", 64, 16, 5.0, {"search": {"max_cores": 2}},
-                         "cores")),
+    JobSubmitted(mock_spec("j", "cuda", user="u", priority=2, trials=64, batch_size=16,
+                           latency_goal_us=5.0, demand_overrides={"search": {"max_cores": 2}},
+                           cpu_profile_exclusivity="cores")),
     JobCancelled("j"), StageFinished("lease-1", 1, "j", "j/1", {"trials": 3}),
     StageFailed("lease-1", 1, "j", "j/1", "oops"), LeaseExpired("lease-1"), Tick("t"),
 ]

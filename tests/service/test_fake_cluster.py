@@ -1,75 +1,37 @@
-"""A real daemon and real runner agents whose stages sleep (runner.fake): fast, no TVM."""
+"""A real daemon and real runner agents whose stages sleep (scheduler.testing.LocalCluster with
+SleepExecutor stages): fast, no TVM."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from client.api import Client
-from runner.fake import SleepExecutor, SleepStage, fake_agent
-from scheduler.service.daemon import DaemonConfig
-from scheduler.service.server import Service
+from scheduler.testing import LocalCluster, wait_for
 from simpletvm.executor import StageRequest
-from simpletvm.jobdir import JobDir, JobSpec
+from simpletvm.fake_executor import SleepExecutor, SleepStage
+from simpletvm.jobdir import JobDir
+from simpletvm.spec import JobSpec
 
-from .conftest import assert_profiles_ran_alone, wait_for
+from .conftest import assert_profiles_ran_alone
 
-TARGET = json.dumps({"kind": "llvm", "num-cores": 2})
+MLP = JobSpec(model="zoo:mlp", target={"kind": "llvm", "num-cores": 2}, trials=8, batch_size=4)
 SECONDS = {"extract": 0.05, "search": 0.1, "build": 0.1, "profile": 0.15, "learn": 0.05,
            "compile": 0.2}
 
 
-class FakeCluster:
-    """An in-process daemon and agents (threads) with SleepExecutors; `stop()` ends all."""
-
-    def __init__(self, tmp: Path, hosts: dict[str, int],
-                 seconds: dict | Callable[[StageRequest], float] | None = None) -> None:
-        self.service = Service(DaemonConfig(tmp / "state" / "s.db"), "127.0.0.1:0").start()
-        self.address = self.service.address
-        self.stop_event = threading.Event()
-        self.agents, self.threads = [], []
-        for host_id, runners in hosts.items():
-            for i in range(runners):  # runners of one host share its work dir
-                agent = fake_agent(self.address, host_id, tmp / f"work-{host_id}",
-                                   f"{host_id}-r{i}", cores=2, seconds=seconds or SECONDS)
-                thread = threading.Thread(target=agent.run, args=(self.stop_event,),
-                                          name=f"agent-{host_id}-{i}", daemon=True)
-                thread.start()
-                self.agents.append(agent)
-                self.threads.append(thread)
-        self.client = Client(self.address, timeout=10)
-        wait_for(lambda: sum(r.connected for r in self.client.runners()) == len(self.agents),
-                 15, "the fake runners to register", interval=0.05)
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        for agent in self.agents:
-            agent.stop()
-        for thread in self.threads:
-            thread.join(timeout=10)
-        self.client.close()
-        self.service.stop()
-
-
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[FakeCluster]:
+def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
     """Host "box" with two runners (one shared work dir), host "solo" with one."""
-    fake = FakeCluster(tmp_path, {"box": 2, "solo": 1})
-    try:
+    with LocalCluster(tmp_path, {"box": 2, "solo": 1}, seconds=SECONDS) as fake:
         yield fake
-    finally:
-        fake.stop()
 
 
-def test_jobs_run_through_the_real_daemon_and_agents(cluster: FakeCluster) -> None:
+def test_jobs_run_through_the_real_daemon_and_agents(cluster: LocalCluster) -> None:
     client = cluster.client
-    jobs = [client.submit("zoo:mlp", TARGET, trials=8, batch_size=4, name=f"j{i}").job_id
-            for i in range(4)]
+    jobs = [client.submit(MLP.with_(name=f"j{i}")).job_id for i in range(4)]
     wait_for(lambda: all(client.get(j).state == "done" for j in jobs), 25,
              "four fake jobs to finish", interval=0.1)
     for job in jobs:
@@ -100,16 +62,12 @@ def _slow_search(request: StageRequest) -> float:
 
 
 def test_a_profile_pauses_the_long_search_beside_it_and_runs_alone(tmp_path: Path) -> None:
-    fake = FakeCluster(tmp_path, {"box": 2}, seconds=_slow_search)
-    try:
+    with LocalCluster(tmp_path, {"box": 2}, seconds=_slow_search) as fake:
         client = fake.client
-        jobs = [client.submit("zoo:mlp", TARGET, trials=8, batch_size=4, name=name).job_id
-                for name in ("slow", "quick")]
+        jobs = [client.submit(MLP.with_(name=name)).job_id for name in ("slow", "quick")]
         wait_for(lambda: all(client.get(j).state == "done" for j in jobs), 30,
                  "two fake jobs to finish", interval=0.1)
         leases = client.timeline()
-    finally:
-        fake.stop()
     assert all(x["outcome"] == "finished" for x in leases), leases
     paused = [x for x in leases if x["paused_at"]]
     assert paused, "no stage was ever paused for a profile"
@@ -140,10 +98,9 @@ def test_cancel_revokes_the_lease_and_kills_the_sleeping_stage(tmp_path: Path) -
             started.append(stage)
             return stage
 
-    fake = FakeCluster(tmp_path, {"box": 1}, seconds={**SECONDS, "search": 60.0})
-    fake.agents[0].executor = Recording({**SECONDS, "search": 60.0})
-    try:
-        job = fake.client.submit("zoo:mlp", TARGET, trials=8, batch_size=4).job_id
+    with LocalCluster(tmp_path, {"box": 1}, seconds={**SECONDS, "search": 60.0}) as fake:
+        fake.agents[0].executor = Recording({**SECONDS, "search": 60.0})
+        job = fake.client.submit(MLP).job_id
         wait_for(lambda: any(s.request.stage == "search" for s in started), 10,
                  "the search stage to start", interval=0.05)
         search = next(s for s in started if s.request.stage == "search")
@@ -155,13 +112,11 @@ def test_cancel_revokes_the_lease_and_kills_the_sleeping_stage(tmp_path: Path) -
         assert not (JobDir(search.request.job_dir).round_dir(0) / "built.json").exists()
         leases = fake.client.timeline()
         assert [x["outcome"] for x in leases if x["stage"] == "search"] == ["revoked"]
-    finally:
-        fake.stop()
 
 
 def test_sleep_stages_write_what_the_real_ones_do(tmp_path: Path) -> None:
     job = JobDir(tmp_path / "job")
-    job.write_spec(JobSpec("m", {"kind": "llvm"}, trials=6, batch_size=4))
+    job.write_spec(JobSpec(name="m", trials=6, batch_size=4))
     executor = SleepExecutor(lambda request: 0.0)  # every stage takes 0 s
 
     def run(stage: str, round_: int = 0) -> dict:

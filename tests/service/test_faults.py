@@ -34,26 +34,29 @@ import pytest
 from client.api import Client
 from proto import tunesched_pb2 as pb
 from proto import tunesched_pb2_grpc as pb_grpc
-from runner.fake import SleepExecutor, fake_agent
+from scheduler.core import TERMINAL_JOB_STATES
+from scheduler.testing import TUNESCHED, RunnerProcess, sleep_agent, wait_for
 from simpletvm.executor import StageProcess, StageRequest
-from simpletvm.jobdir import JobDir, JobSpec
+from simpletvm.fake_executor import SleepExecutor
+from simpletvm.jobdir import JobDir
+from simpletvm.spec import JobSpec
 
-from .conftest import TUNESCHED, Daemon, Runner, connected_runners, health, wait_for
+from .conftest import connected_runners, health, start_daemon
 
-TARGET = json.dumps({"kind": "llvm", "num-cores": len(os.sched_getaffinity(0))})
-FAKE_TARGET = json.dumps({"kind": "llvm", "num-cores": 2})
+TARGET = {"kind": "llvm", "num-cores": len(os.sched_getaffinity(0))}
+FAKE_TARGET = {"kind": "llvm", "num-cores": 2}
 FAST = {"extract": 0.05, "search": 0.1, "build": 0.1, "profile": 0.1, "learn": 0.05,
         "compile": 0.1}
-TERMINAL = ("done", "failed", "cancelled")
 # profiles must not wait for a quiet machine: other tests may share this one
 ANY_LOAD = ["--max-foreign-load", "1"]
 
 
 # ---------------------------------------------------------------------------- helpers
 def submit(address: str, trials: int, batch: int = 8, name: str = "mm",
-           model: str = "zoo:matmul", target: str = TARGET) -> str:
+           model: str = "zoo:matmul", target: dict = TARGET) -> str:
     with Client(address) as client:
-        return client.submit(model, target, trials, name=name, batch_size=batch).job_id
+        return client.submit(JobSpec(model=model, target=target, trials=trials, name=name,
+                                     batch_size=batch)).job_id
 
 
 def job_info(address: str, job: str) -> pb.JobInfo:
@@ -69,7 +72,7 @@ def timeline(address: str) -> list[dict[str, Any]]:
 def wait_terminal(address: str, job: str, timeout: float) -> pb.JobInfo:
     def ended() -> pb.JobInfo | None:
         info = job_info(address, job)
-        return info if info.state in TERMINAL else None
+        return info if info.state in TERMINAL_JOB_STATES else None
 
     return wait_for(ended, timeout, f"job {job} to end", interval=0.5)
 
@@ -77,31 +80,6 @@ def wait_terminal(address: str, job: str, timeout: float) -> pb.JobInfo:
 def live_lease(address: str, stage: str) -> dict[str, Any] | None:
     return next((x for x in timeline(address)
                  if x["stage"] == stage and x["outcome"] == "live"), None)
-
-
-def stage_child_running(runner: Runner) -> bool:
-    """True while a stage process (a child of the runner's fork server) is alive."""
-    try:
-        return any(len(p.parents()) > 2 and p.parents()[1].pid == runner.proc.pid
-                   for p in psutil.Process(runner.proc.pid).children(recursive=True))
-    except psutil.NoSuchProcess:
-        return False
-
-
-def kill_group(runner: Runner) -> None:
-    """kill -9 the runner and everything in its process group (fork server, stage processes)."""
-    pgid = runner.proc.pid
-    os.killpg(pgid, signal.SIGKILL)
-    runner.proc.wait()
-    wait_for(lambda: not any(_pgid(p) == pgid for p in psutil.process_iter()), 10,
-             "the runner's process group to be gone")
-
-
-def _pgid(process: psutil.Process) -> int:
-    try:
-        return os.getpgid(process.pid)
-    except (ProcessLookupError, PermissionError):
-        return -1
 
 
 def state_files(state: Path, job: str) -> dict[str, bytes]:
@@ -148,27 +126,21 @@ def log_has(path: Path, text: str) -> bool:
     return text in path.read_text(errors="replace")
 
 
-class LimitedRunner(Runner):
-    """A `tunesched runner` subprocess with a file-size limit (RLIMIT_FSIZE): writes past it
-    fail with EFBIG, as on a full disk (Python ignores SIGXFSZ)."""
+def file_size_limit(fsize_bytes: int) -> Any:
+    """A preexec for RunnerProcess: writes past `fsize_bytes` fail with EFBIG (RLIMIT_FSIZE), as
+    on a full disk (Python ignores SIGXFSZ)."""
 
-    def __init__(self, address: str, runner_id: str, host_id: str, work: Path, log: Path,
-                 fsize_bytes: int) -> None:
-        def limit() -> None:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize_bytes, fsize_bytes))
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize_bytes, fsize_bytes))
 
-        self.log = open(log, "ab")  # noqa: SIM115  (closed in stop())
-        cmd = [*TUNESCHED, "runner", "--scheduler", address, "--runner-id", runner_id,
-               "--host-id", host_id, "--work-dir", str(work), "--gpus", "none"]
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log,
-                                     start_new_session=True, preexec_fn=limit)
+    return limit
 
 
 @contextlib.contextmanager
 def fake_runner(address: str, work: Path, executor: Any) -> Iterator[Any]:
     """An in-process runner agent on host "box" whose stages `executor` runs, registered
     with the daemon at `address` for the duration of the block."""
-    agent = fake_agent(address, "box", work, "fake-1", cores=2)
+    agent = sleep_agent(address, "box", work, "fake-1", cores=2)
     agent.executor = executor
     stop = threading.Event()
     thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
@@ -249,7 +221,7 @@ def late_result(start: pb.StartStage, epoch: int, lease_id: str = "") -> pb.Runn
 # ---------------------------------------------------------------------------- 4. silent runner
 def test_silent_runner_loses_its_lease_and_its_late_result_is_rejected(tmp_path: Path) -> None:
     log = tmp_path / "daemon.log"
-    daemon = Daemon(tmp_path / "state" / "s.db", log,
+    daemon = start_daemon(tmp_path / "state" / "s.db", log,
                     extra=["--runner-timeout", "2", "--lease-ttl", "2"])
     address = daemon.address
     raw = late = None
@@ -336,6 +308,9 @@ class HangingSearch:
         self.hung: list[StageProcess] = []
         self.searches: dict[str, int] = {}
 
+    def warm(self) -> None:
+        self.sleep.warm()
+
     def start(self, request: StageRequest) -> Any:
         if request.stage != "search":
             return self.sleep.start(request)
@@ -355,7 +330,7 @@ class HangingSearch:
 
 def test_a_hung_stage_is_killed_at_its_timeout_and_retried(tmp_path: Path) -> None:
     log = tmp_path / "daemon.log"
-    daemon = Daemon(tmp_path / "state" / "s.db", log, extra=["--stage-timeout", "search=1.5"])
+    daemon = start_daemon(tmp_path / "state" / "s.db", log, extra=["--stage-timeout", "search=1.5"])
     address = daemon.address
     executor = HangingSearch()
     try:
@@ -397,7 +372,7 @@ def test_bad_stage_timeout_flag_is_one_line_error(tmp_path: Path) -> None:
         out = subprocess.run([*TUNESCHED, "scheduler", "--listen", "127.0.0.1:0", "--state",
                               str(tmp_path / "s.db"), "--stage-timeout", flag],
                              capture_output=True, text=True, timeout=60)
-        assert out.returncode == 1, out
+        assert out.returncode == 2, out  # a usage error, as click's are
         assert out.stderr.count("\n") == 1 and words in out.stderr, out.stderr
 
 
@@ -411,6 +386,9 @@ class GatedExtract:
         self.entered, self.release = threading.Event(), threading.Event()
         self.gated: list[Any] = []
 
+    def warm(self) -> None:
+        self.sleep.warm()
+
     def start(self, request: StageRequest) -> Any:
         stage = self.sleep.start(request)
         if request.stage == "extract" and not self.gated:
@@ -421,7 +399,7 @@ class GatedExtract:
 
 
 def test_a_stage_revoked_while_it_starts_never_runs(tmp_path: Path) -> None:
-    daemon = Daemon(tmp_path / "state" / "s.db", tmp_path / "daemon.log")
+    daemon = start_daemon(tmp_path / "state" / "s.db", tmp_path / "daemon.log")
     address = daemon.address
     executor = GatedExtract()
     revoked: queue.Queue = queue.Queue()
@@ -457,7 +435,7 @@ def test_a_stage_revoked_while_it_starts_never_runs(tmp_path: Path) -> None:
 
 def test_a_stage_under_a_lease_the_scheduler_does_not_hold_is_revoked(tmp_path: Path) -> None:
     log = tmp_path / "daemon.log"
-    daemon = Daemon(tmp_path / "state" / "s.db", log)
+    daemon = start_daemon(tmp_path / "state" / "s.db", log)
     raw = None
     try:
         raw = RawRunner(daemon.address, "raw", "h1")
@@ -483,11 +461,11 @@ def test_a_stage_under_a_lease_the_scheduler_does_not_hold_is_revoked(tmp_path: 
 
 
 # ---------------------------------------------------------------------------- 1, 2. runner kill -9
-def wait_for_stage_child(address: str, stage: str, runners: dict[str, Runner]) -> dict:
+def wait_for_stage_child(address: str, stage: str, runners: dict[str, RunnerProcess]) -> dict:
     """The live `stage` lease, once its stage process runs on its runner."""
     def running() -> dict | None:
         lease = live_lease(address, stage)
-        if lease and stage_child_running(runners[lease["runner_id"]]):
+        if lease and runners[lease["runner_id"]].stage_processes():
             return lease
         return None
 
@@ -498,15 +476,15 @@ def wait_for_stage_child(address: str, stage: str, runners: dict[str, Runner]) -
 @pytest.mark.slow
 def test_kill9_runner_during_build_reruns_the_build_on_the_other_runner(tmp_path: Path) -> None:
     state = tmp_path / "state" / "s.db"
-    daemon = Daemon(state, tmp_path / "daemon.log", extra=ANY_LOAD)
+    daemon = start_daemon(state, tmp_path / "daemon.log", extra=ANY_LOAD)
     address = daemon.address
-    runners = {f"r{i}": Runner(address, f"r{i}", "box", tmp_path / "work",
+    runners = {f"r{i}": RunnerProcess(address, f"r{i}", "box", tmp_path / "work",
                                tmp_path / f"r{i}.log") for i in (1, 2)}
     try:
         wait_for(lambda: connected_runners(address) == 2, 60, "two runners to register")
         job = submit(address, 16, batch=8)
         killed = wait_for_stage_child(address, "build", runners)
-        kill_group(runners[killed["runner_id"]])
+        runners[killed["runner_id"]].kill_group()
         assert wait_terminal(address, job, 240).state == "done"
 
         leases = timeline(address)
@@ -528,19 +506,19 @@ def test_kill9_runner_during_build_reruns_the_build_on_the_other_runner(tmp_path
 def test_kill9_runner_during_profile_reruns_the_profile_after_it_reconnects(
         tmp_path: Path) -> None:
     state = tmp_path / "state" / "s.db"
-    daemon = Daemon(state, tmp_path / "daemon.log", extra=ANY_LOAD)
+    daemon = start_daemon(state, tmp_path / "daemon.log", extra=ANY_LOAD)
     address = daemon.address
     work = tmp_path / "work"
-    runner = Runner(address, "r1", "h1", work, tmp_path / "r1.log")
+    runner = RunnerProcess(address, "r1", "h1", work, tmp_path / "r1.log")
     try:
         wait_for(lambda: connected_runners(address) == 1, 60, "the runner to register")
         job = submit(address, 16, batch=8)
         killed = wait_for_stage_child(address, "profile", {"r1": runner})
-        kill_group(runner)
+        runner.kill_group()
         wait_for(lambda: connected_runners(address) == 0, 20, "the runner to be lost")
         assert job_info(address, job).state == "running"  # waits for a runner, not failed
         runner.stop()
-        runner = Runner(address, "r1", "h1", work, tmp_path / "r1-again.log")  # restarted
+        runner = RunnerProcess(address, "r1", "h1", work, tmp_path / "r1-again.log")  # restarted
         assert wait_terminal(address, job, 240).state == "done"
 
         leases = timeline(address)
@@ -561,9 +539,9 @@ def test_kill9_runner_during_profile_reruns_the_profile_after_it_reconnects(
 @pytest.mark.slow
 def test_kill9_daemon_mid_job_then_restart_finishes_every_job_exactly(tmp_path: Path) -> None:
     state = tmp_path / "state" / "s.db"
-    daemon = Daemon(state, tmp_path / "daemon1.log", extra=ANY_LOAD)
+    daemon = start_daemon(state, tmp_path / "daemon1.log", extra=ANY_LOAD)
     address = daemon.address
-    runners = [Runner(address, f"r{i}", "box", tmp_path / "work", tmp_path / f"r{i}.log")
+    runners = [RunnerProcess(address, f"r{i}", "box", tmp_path / "work", tmp_path / f"r{i}.log")
                for i in (1, 2)]
     try:
         wait_for(lambda: connected_runners(address) == 2, 60, "two runners to register")
@@ -578,7 +556,7 @@ def test_kill9_daemon_mid_job_then_restart_finishes_every_job_exactly(tmp_path: 
         assert daemon.stop(signal.SIGKILL) == -signal.SIGKILL
         live_then = [x["lease_id"] for x in committed_leases(state) if x["outcome"] == "live"]
         assert live_then, "no stage was in flight when the daemon died"
-        daemon = Daemon(state, tmp_path / "daemon2.log", listen=address, extra=ANY_LOAD)
+        daemon = start_daemon(state, tmp_path / "daemon2.log", listen=address, extra=ANY_LOAD)
         with Client(address) as client:
             assert {j.job_id for j in client.jobs()} == set(jobs)
         for job in jobs:
@@ -616,10 +594,10 @@ def test_unwritable_or_full_work_dir_fails_the_job_with_one_clear_line(
     breaks, fsize, says = WORK_DIR_FAULTS[fault]
     work = tmp_path / "bad-work"
     breaks(work)
-    daemon = Daemon(tmp_path / "state" / "s.db", tmp_path / "daemon.log", extra=ANY_LOAD)
+    daemon = start_daemon(tmp_path / "state" / "s.db", tmp_path / "daemon.log", extra=ANY_LOAD)
     address = daemon.address
-    bad = (LimitedRunner(address, "bad", "h-bad", work, tmp_path / "bad.log", fsize) if fsize
-           else Runner(address, "bad", "h-bad", work, tmp_path / "bad.log"))
+    bad = RunnerProcess(address, "bad", "h-bad", work, tmp_path / "bad.log",
+                        preexec=file_size_limit(fsize) if fsize else None)
     good = None
     try:
         wait_for(lambda: connected_runners(address) == 1, 60, "the runner to register")
@@ -638,7 +616,7 @@ def test_unwritable_or_full_work_dir_fails_the_job_with_one_clear_line(
             assert [(j.job_id, j.state) for j in client.jobs()] == [(job, "failed")]
         bad.stop()
         wait_for(lambda: connected_runners(address) == 0, 20, "the bad runner to leave")
-        good = Runner(address, "good", "h-good", tmp_path / "work", tmp_path / "good.log")
+        good = RunnerProcess(address, "good", "h-good", tmp_path / "work", tmp_path / "good.log")
         second = submit(address, 8, name="fine")
         done = wait_terminal(address, second, 180)
         assert done.state == "done" and done.trials_done == 8, done.error

@@ -1,11 +1,11 @@
 """Load on one daemon (its own process, loopback): 200 concurrent watchers and 50 concurrent
-submitters while fake runners (runner.fake: stages that sleep) drive every job to done.
+submitters while fake runners (sleep stages: scheduler.testing.sleep_agent) drive every job
+to done.
 No watcher may lose an event; SubmitJob, GetJob, ListJobs and the first watch event stay
 under a p99 bound."""
 
 from __future__ import annotations
 
-import json
 import statistics
 import threading
 import time
@@ -20,15 +20,17 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from client.api import Client
 from proto import tunesched_pb2 as pb
-from runner.fake import fake_agent
+from scheduler.core import TERMINAL_JOB_STATES
+from scheduler.testing import sleep_agent, wait_for
+from simpletvm.spec import JobSpec
 
-from .conftest import Daemon, wait_for
+from .conftest import start_daemon
 
 SUBMITTERS = 50
 WATCHERS_PER_JOB = 4            # 200 watchers
 HOSTS = 6                       # fake hosts, one runner of 2 cores each
 TRIALS, BATCH = 8, 4            # extract, 2 x (search, build, profile, learn), compile
-TARGET = json.dumps({"kind": "llvm", "num-cores": 2})
+TARGET = {"kind": "llvm", "num-cores": 2}
 SECONDS = {"extract": 0.02, "search": 0.02, "build": 0.02, "profile": 0.02, "learn": 0.02,
            "compile": 0.02}
 P99_BOUND_S = 5.0
@@ -70,8 +72,8 @@ def _pct(values: list[float], q: float) -> float:
 @pytest.mark.slow
 def test_200_watchers_and_50_submitters_lose_no_events(tmp_path: Path) -> None:
     t_begin = time.monotonic()
-    daemon = Daemon(tmp_path / "state" / "s.db", tmp_path / "daemon.log",
-                    extra=["--runner-timeout", "30", "--lease-ttl", "30"])
+    daemon = start_daemon(tmp_path / "state" / "s.db", tmp_path / "daemon.log",
+                          extra=["--runner-timeout", "30", "--lease-ttl", "30"])
     stop = threading.Event()
     agents, agent_threads, clients = [], [], []
     lat: dict[str, list[float]] = {"SubmitJob": [], "GetJob": [], "ListJobs": []}
@@ -93,8 +95,9 @@ def test_200_watchers_and_50_submitters_lose_no_events(tmp_path: Path) -> None:
         try:
             client = clients[i]
             start.wait(timeout=30)
-            info = timed("SubmitJob", lambda: client.submit(
-                "zoo:mlp", TARGET, TRIALS, name=f"load-{i}", batch_size=BATCH))
+            info = timed("SubmitJob", lambda: client.submit(JobSpec(
+                model="zoo:mlp", target=TARGET, trials=TRIALS, name=f"load-{i}",
+                batch_size=BATCH)))
             with lat_lock:
                 jobs.append(info.job_id)
                 for _ in range(WATCHERS_PER_JOB):
@@ -109,7 +112,7 @@ def test_200_watchers_and_50_submitters_lose_no_events(tmp_path: Path) -> None:
             while time.monotonic() < deadline:
                 state = timed("GetJob", lambda: client.get(info.job_id)).state
                 timed("ListJobs", client.jobs)
-                if state in ("done", "failed", "cancelled") and runners_started.is_set():
+                if state in TERMINAL_JOB_STATES and runners_started.is_set():
                     return
                 time.sleep(0.2)
         except Exception as exc:  # reported below, with the others
@@ -129,7 +132,7 @@ def test_200_watchers_and_50_submitters_lose_no_events(tmp_path: Path) -> None:
                  45, "200 watchers to get their first event", interval=0.1)
         t_attached = time.monotonic()
         for h in range(HOSTS):
-            agent = fake_agent(daemon.address, f"host{h}", tmp_path / f"work{h}", f"r{h}",
+            agent = sleep_agent(daemon.address, f"host{h}", tmp_path / f"work{h}", f"r{h}",
                                cores=2, seconds=SECONDS)
             thread = threading.Thread(target=agent.run, args=(stop,), daemon=True,
                                       name=f"agent-{h}")

@@ -19,10 +19,13 @@ from client.api import Client, ClientError
 from runner.agent import Agent, RunnerConfig
 from runner.hostinfo import HostInfo
 from scheduler.service.auth import Auth, TokenFileError, read_secret_file
-from scheduler.service.daemon import DaemonConfig
+from scheduler.service.config import DaemonConfig
 from scheduler.service.server import Service
+from scheduler.testing import wait_for
+from simpletvm.fake_executor import SleepExecutor
+from simpletvm.spec import JobSpec
 
-from .conftest import wait_for
+MLP = JobSpec(model="zoo:mlp", target={"kind": "llvm", "num-cores": 2}, trials=8)
 
 TOKENS = {"alice": "tok-alice-7f3a", "bob": "tok-bob-91c2", "root": "tok-root-55d0"}
 RUNNER_TOKEN = "tok-runner-e81b"
@@ -72,13 +75,13 @@ def test_clients_need_a_token_and_see_only_their_jobs(secured) -> None:
     for token_user in (None, "mallory"):
         with _as(secured, token_user) as anon:
             assert _denied(anon.jobs) == grpc.StatusCode.UNAUTHENTICATED
-            assert _denied(lambda a=anon: a.submit("zoo:mlp", "cpu", 8)) == \
+            assert _denied(lambda a=anon: a.submit(MLP)) == \
                 grpc.StatusCode.UNAUTHENTICATED
     with _as(secured, "alice") as alice, _as(secured, "bob") as bob, \
             _as(secured, "root") as root:
-        job = alice.submit("zoo:mlp", "cpu", 8, user="not-alice").job_id
+        job = alice.submit(MLP.with_(user="not-alice")).job_id
         assert alice.get(job).user == "alice"  # the token decides who you are
-        bobs = bob.submit("zoo:mlp", "cpu", 8).job_id
+        bobs = bob.submit(MLP).job_id
         for call in (bob.get, bob.cancel, lambda j: list(bob.watch(j))):
             assert _denied(lambda c=call: c(job)) == grpc.StatusCode.PERMISSION_DENIED
         assert [j.job_id for j in bob.jobs()] == [bobs]
@@ -92,7 +95,7 @@ def test_runners_need_the_runner_token(secured, tmp_path) -> None:
 
     def start(token: str) -> tuple[Agent, threading.Thread]:
         agent = Agent(RunnerConfig(secured.address, host, tmp_path / "w", f"r-{token[:6]}",
-                                   token=token), executor=object())
+                                   token=token), executor=SleepExecutor())
         thread = threading.Thread(target=agent.run, daemon=True)
         thread.start()
         return agent, thread
@@ -133,7 +136,7 @@ def test_tls_serves_trusting_clients_and_refuses_plaintext(tmp_path) -> None:
     svc = Service(DaemonConfig(tmp_path / "s.db"), "127.0.0.1:0", tls=(key, cert)).start()
     try:
         with Client(svc.address, timeout=10, tls_ca=cert) as client:
-            job = client.submit("zoo:mlp", "cpu", 8).job_id
+            job = client.submit(MLP).job_id
             assert client.get(job).state == "queued"
         with Client(svc.address, timeout=3) as plain:
             assert _denied(plain.jobs) == grpc.StatusCode.UNAVAILABLE

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from client.api import Client
+from scheduler.testing import RunnerProcess, wait_for
 from simpletvm import SimpleTVM
 
-from .conftest import Daemon, Runner, assert_profiles_ran_alone, cli, connected_runners, wait_for
+from .conftest import assert_profiles_ran_alone, cli, connected_runners, start_daemon
 
 pytestmark = [pytest.mark.tvm, pytest.mark.slow]
 
@@ -107,10 +108,10 @@ def rounds(tmp: Path, jobs: list[str]) -> dict[str, list]:
 
 def test_sigterm_daemon_mid_job_then_restart_finishes_jobs(tmp_path) -> None:
     state = tmp_path / "state" / "s.db"
-    daemon = Daemon(state, tmp_path / "daemon1.log")
+    daemon = start_daemon(state, tmp_path / "daemon1.log")
     address = daemon.address
-    runners = [Runner(address, f"r{i}", "box", tmp_path / "work", tmp_path / f"runner{i}.log")
-               for i in (1, 2)]
+    runners = [RunnerProcess(address, f"r{i}", "box", tmp_path / "work",
+                             tmp_path / f"runner{i}.log") for i in (1, 2)]
     try:
         wait_for(lambda: connected_runners(address) == 2, 60, "two runners to register")
         jobs = [submit(address, "zoo:matmul", 24), submit(address, "zoo:mlp", 24)]
@@ -121,7 +122,7 @@ def test_sigterm_daemon_mid_job_then_restart_finishes_jobs(tmp_path) -> None:
 
         wait_for(some_progress, 300, "a learn stage to commit")
         assert daemon.stop(signal.SIGTERM) == 0
-        daemon = Daemon(state, tmp_path / "daemon2.log", listen=address)
+        daemon = start_daemon(state, tmp_path / "daemon2.log", listen=address)
         with Client(address) as client:
             assert {j.job_id for j in client.jobs()} == set(jobs)
         for job in jobs:
@@ -137,10 +138,10 @@ def test_sigterm_daemon_mid_job_then_restart_finishes_jobs(tmp_path) -> None:
 
 
 def test_job_moves_to_another_host_when_its_host_dies(tmp_path) -> None:
-    daemon = Daemon(tmp_path / "state" / "s.db", tmp_path / "daemon.log")
+    daemon = start_daemon(tmp_path / "state" / "s.db", tmp_path / "daemon.log")
     address = daemon.address
-    runners = {h: Runner(address, f"r-{h}", h, tmp_path / f"work-{h}", tmp_path / f"{h}.log")
-               for h in ("h1", "h2")}
+    runners = {h: RunnerProcess(address, f"r-{h}", h, tmp_path / f"work-{h}",
+                                tmp_path / f"{h}.log") for h in ("h1", "h2")}
     try:
         wait_for(lambda: connected_runners(address) == 2, 60, "two runners to register")
         job = submit(address, "zoo:matmul", 32)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psutil
 
+from scheduler.testing import wait_for
 from simpletvm.executor import StageOutcome, StageProcess, StageRequest
 
 
@@ -41,11 +42,8 @@ def _start(steps: int, timeout_s: float | None) -> StageProcess:
 
 
 def _tree(stage: StageProcess) -> list[psutil.Process]:
-    deadline = time.monotonic() + 10
     root = psutil.Process(stage.pid)
-    while not root.children() and time.monotonic() < deadline:
-        time.sleep(0.02)  # polling for the worker to exist, not timing the test
-    assert root.children(), "the stage never forked its worker"
+    wait_for(root.children, 10, "the stage to fork its worker", interval=0.02)
     return [root, *root.children(recursive=True)]
 
 
@@ -121,10 +119,8 @@ def _assert_ended(tree: list[psutil.Process]) -> None:
 
 
 def _wait_ended(proc: psutil.Process) -> None:
-    deadline = time.monotonic() + 10
-    while _status(proc) not in ("gone", psutil.STATUS_ZOMBIE):
-        assert time.monotonic() < deadline, f"pid {proc.pid} is {_status(proc)}"
-        time.sleep(0.02)  # polling for the kernel to end it, not timing the test
+    wait_for(lambda: _status(proc) in ("gone", psutil.STATUS_ZOMBIE), 10,
+             f"pid {proc.pid} to end", interval=0.02)
 
 
 def _status(proc: psutil.Process) -> str:

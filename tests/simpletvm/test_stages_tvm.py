@@ -9,10 +9,12 @@ import sys
 
 import pytest
 
+from scheduler.testing import TUNESCHED
 from simpletvm import SimpleTVM, verification
 from simpletvm.driver import create_job, drive
 from simpletvm.executor import StageExecutor, StageRequest
-from simpletvm.jobdir import JobSpec, read_json
+from simpletvm.jobdir import read_json
+from simpletvm.spec import JobSpec
 from simpletvm.targets import to_tvm
 
 pytestmark = pytest.mark.tvm
@@ -35,7 +37,7 @@ def _spec(**overrides) -> JobSpec:
 def test_stages_tune_a_conv_far_faster_than_untuned(tmp_path, executor) -> None:
     job = create_job(tmp_path / "job", _spec())
     # extract in a cold interpreter, through the command line a user or runner would use
-    out = subprocess.run([sys.executable, "-m", "simpletvm.stages", "extract", str(job.root),
+    out = subprocess.run([*TUNESCHED, "stage", "extract", str(job.root),
                           "--cores", str(CORES[0])], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["result"]["tasks"] == 1
 
@@ -71,9 +73,10 @@ def _check_verification(job, report) -> None:
     import tvm
 
     plans = [read_json(d / "candidates.json") for d in sorted((job.root / "rounds").iterdir())]
-    assert [bool(p.get("verify")) for p in plans] == [False, False, True]
-    searched = {c["hash"] for p in plans[:2] for c in p["candidates"]}
-    verified = [c["hash"] for c in plans[2]["candidates"]]
+    verifies = [bool(p.get("verify")) for p in plans]  # two rounds of 16, or a third when
+    assert verifies[-1] and not any(verifies[:-1]), verifies  # the search found a duplicate
+    searched = {c["hash"] for p in plans[:-1] for c in p["candidates"]}
+    verified = [c["hash"] for c in plans[-1]["candidates"]]
     assert len(verified) == 6 and set(verified) <= searched
     passes = read_json(job.round_dir(2) / "results.json")["results"]
     assert [len(r["run_secs"]) for r in passes] == [7] * 6
@@ -170,11 +173,14 @@ def test_learn_retried_after_a_crash_neither_duplicates_nor_loses(tmp_path, exec
 
 def test_warm_starts_the_fork_server_before_any_stage() -> None:
     code = ("import psutil\n"
+            "from scheduler.testing import wait_for\n"
             "from simpletvm.executor import StageExecutor\n"
             "before = len(psutil.Process().children())\n"
             "StageExecutor().warm()\n"
-            "kids = psutil.Process().children()\n"
-            "print(before, [' '.join(k.cmdline()) for k in kids])\n")
+            "def kids():  # a child just forked shows no command line until its exec is done\n"
+            "    lines = [' '.join(k.cmdline()) for k in psutil.Process().children()]\n"
+            "    return lines if any('forkserver' in line for line in lines) else None\n"
+            "print(before, wait_for(kids, 10, 'the fork server', interval=0.05))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout
     before, _, kids = out.partition(" ")

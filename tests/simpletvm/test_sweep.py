@@ -8,7 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from client.cli import cli
+from cli.main import cli
 from simpletvm import sweep
 from simpletvm.errors import SimpleTVMError
 

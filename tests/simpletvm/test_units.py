@@ -12,7 +12,8 @@ import simpletvm
 from simpletvm import bundle, zoo
 from simpletvm.cores import format_ids, parse_ids
 from simpletvm.errors import JobDirError, ModelError, TargetError
-from simpletvm.jobdir import JobDir, JobSpec, Progress, TaskInfo, TaskProgress, read_json
+from simpletvm.jobdir import JobDir, Progress, TaskInfo, TaskProgress, read_json
+from simpletvm.spec import JobSpec
 from simpletvm.targets import device_type, num_cores, parse_target
 
 
@@ -59,9 +60,13 @@ def test_bad_targets_give_one_line_errors(bad: str) -> None:
 
 
 def test_zoo_models_validate_and_reject_bad_shapes() -> None:
-    for name in zoo.ZOO:
+    for name, inputs in zoo.INPUTS.items():  # the table is what each builder makes
         model = zoo.build(name)
         assert model.graph.node, name
+        made = {i.name: tuple(d.dim_value for d in i.type.tensor_type.shape.dim)
+                for i in model.graph.input}
+        assert made == inputs, name
+        assert zoo.input_ranks(name) == {n: len(shape) for n, shape in inputs.items()}
     assert [d.dim_value for d in zoo.build("mlp", (4, 32)).graph.input[0].type.tensor_type
             .shape.dim] == [4, 32]
     with pytest.raises(ModelError, match="rank 4"):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from simpletvm import verification
-from simpletvm.jobdir import JobSpec, Progress, TaskInfo, TaskProgress
+from simpletvm.jobdir import Progress, TaskInfo, TaskProgress
+from simpletvm.spec import JobSpec
 
 
 def _entry(name: str) -> dict[str, str]:
@@ -63,8 +64,7 @@ def test_verification_follows_the_search_for_all_tasks_at_once() -> None:
     assert verification.due_tasks(_spec(), progress) == []
     assert progress.estimated_latency_us(infos) == 7.0 + 9.0 + 1.0 + 2.0  # verified where verified
     fresh = Progress(trials=32, tasks=[TaskProgress(trials=8, best_us=5.0)])
-    assert verification.due_tasks(_spec(verify_top=1), fresh) == []  # off
-    assert verification.due_tasks(_spec(verify_passes=0), fresh) == []  # off
+    assert verification.due_tasks(_spec(verify_top=0), fresh) == []  # off
     assert verification.due_tasks(_spec(), fresh) == [0]
 
 

@@ -1,6 +1,6 @@
-"""python -m client: the `tunesched` command line."""
+"""python -m cli: the `tunesched` command line."""
 
-from client.cli import main
+from cli.main import main
 
 if __name__ == "__main__":  # stage processes re-import the main module: do not run the CLI
     main()

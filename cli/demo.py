@@ -9,57 +9,41 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cli.format import report_lines, us
 from client.api import Client
-from client.format import report_lines, us
 from client.timeline import plot_timeline
-from runner.agent import Agent, RunnerConfig
-from runner.hostinfo import HostInfo
-from scheduler.service.daemon import DaemonConfig
-from scheduler.service.server import Service
+from scheduler.core import TERMINAL_JOB_STATES, SchedulerConfig
+from scheduler.service.config import DaemonConfig
+from scheduler.testing import LocalCluster
 from simpletvm.plots import plot_curves
+from simpletvm.spec import JobSpec
 
-DEMO_JOBS = (("zoo:mlp", "mlp"), ("zoo:convnet", "convnet"))
+DEMO_JOBS = ("zoo:mlp", "zoo:convnet")
 
 
 def run_demo(out: Path, trials: int, policy: str) -> None:
     console = Console()
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    service = Service(DaemonConfig(out / "state" / "scheduler.db", policy=policy),
-                      "127.0.0.1:0").start()
+    config = DaemonConfig(out / "state" / "scheduler.db", core=SchedulerConfig(policy=policy))
     cores = sorted(os.sched_getaffinity(0))
-    agents, threads = [], []
-    for i in (1, 2):  # two runner agents on one host, sharing its work dir
-        host = HostInfo("demo-host", cores, [], 0, ["llvm"])
-        agent = Agent(RunnerConfig(service.address, host, out / "work", f"runner-{i}"))
-        thread = threading.Thread(target=agent.run, name=f"runner-{i}", daemon=True)
-        thread.start()
-        agents.append(agent)
-        threads.append(thread)
-    console.print(f"scheduler on {service.address} (policy {policy}), 2 runners, "
-                  f"cores {cores}")
-    try:
-        with Client(service.address) as client:
-            _run(console, client, out, trials, len(cores))
-    finally:
-        for agent in agents:
-            agent.stop()
-        service.stop()
-        for thread in threads:
-            thread.join(timeout=10)
+    # two runner agents on one host, sharing its work dir
+    with LocalCluster(out, {"demo-host": 2}, cores=cores, config=config) as cluster:
+        console.print(f"scheduler on {cluster.address} (policy {policy}), 2 runners, "
+                      f"cores {cores}")
+        _run(console, cluster.client, out, trials, len(cores))
 
 
 def _run(console: Console, client: Client, out: Path, trials: int, ncores: int) -> None:
-    target = json.dumps({"kind": "llvm", "num-cores": ncores})
-    infos = [client.submit(model, target, trials, name=name, batch_size=16)
-             for model, name in DEMO_JOBS]
+    target = {"kind": "llvm", "num-cores": ncores}
+    infos = [client.submit(JobSpec(model=model, target=target, trials=trials, batch_size=16))
+             for model in DEMO_JOBS]
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("trials  best {task.fields[best]}"), TimeElapsedColumn())
     started = time.time()
@@ -72,7 +56,7 @@ def _run(console: Console, client: Client, out: Path, trials: int, ncores: int) 
                 bar.update(tasks[job.job_id], completed=job.trials_done,
                            description=f"{job.name:<12} {job.state}{stage:<9}",
                            best=us(job.best_latency_us or None))
-            if all(j.state in ("done", "failed", "cancelled") for j in jobs):
+            if all(j.state in TERMINAL_JOB_STATES for j in jobs):
                 break
             time.sleep(0.5)  # a display refresh, not synchronisation
     console.print(f"both jobs ended after {time.time() - started:.0f} s")

@@ -1,8 +1,10 @@
-"""Pure text formatting for the CLI (tested without a terminal)."""
+"""Pure text formatting for the CLI: lists of lines from reports and protobuf replies."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from simpletvm.cores import format_ids
 
 
 def us(value: float | None) -> str:
@@ -53,4 +55,14 @@ def job_lines(j: Any) -> list[str]:
                      f"{us(j.tuned_latency_us)}")
     if j.error:
         lines.append(f"error     {j.error}")
+    return lines
+
+
+def runner_lines(rows: list[Any]) -> list[str]:
+    """`tunesched runners` lines: runner, host, cores, GPUs, connected, foreign load, leases."""
+    lines = [f"{'runner':<20} {'host':<14} {'cores':<10} {'gpus':<6} {'up':<4} {'load':<5} leases"]
+    for r in rows:
+        lines.append(f"{r.runner_id:<20} {r.host_id:<14} {format_ids(list(r.cores)):<10} "
+                     f"{format_ids(list(r.gpus)) or '-':<6} {'yes' if r.connected else 'no':<4} "
+                     f"{r.foreign_load:<5.2f} {', '.join(r.leases) or '-'}")
     return lines

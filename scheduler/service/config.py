@@ -1,0 +1,39 @@
+"""DaemonConfig: the one settings object of a daemon process (built by the CLI from flags)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scheduler.core import SchedulerConfig, StageKind
+from scheduler.service.auth import Auth
+
+# Seconds a stage may run before its runner kills it (a failed attempt); `--stage-timeout`.
+STAGE_TIMEOUTS_S: dict[str, float] = {
+    "extract": 900.0, "search": 3600.0, "build": 3600.0, "profile": 3600.0, "learn": 900.0,
+    "compile": 3600.0}
+assert set(STAGE_TIMEOUTS_S) == {str(kind) for kind in StageKind}
+
+MAX_MODEL_BYTES = 512 * 1024 * 1024  # the default --max-model-mb
+
+
+@dataclass
+class DaemonConfig:
+    """Settings of one daemon process. `core` holds everything the scheduling core decides
+    by (policy, lease TTL, exclusivity, foreign load threshold, ...), with its defaults."""
+
+    state_path: Path
+    core: SchedulerConfig = field(default_factory=SchedulerConfig)
+    heartbeat_interval_s: float = 2.0
+    runner_timeout_s: float = 15.0
+    tick_s: float = 0.5
+    snapshot_every: int = 500
+    stage_timeouts_s: dict[str, float] = field(default_factory=lambda: dict(STAGE_TIMEOUTS_S))
+    max_model_bytes: int = MAX_MODEL_BYTES  # an uploaded model over this: RESOURCE_EXHAUSTED
+    auth: Auth = field(default_factory=Auth)
+    clock: Callable[[], float] = time.time
+
+    def stage_timeout(self, kind: str) -> float:
+        return self.stage_timeouts_s.get(kind, STAGE_TIMEOUTS_S["search"])

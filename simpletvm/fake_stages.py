@@ -1,0 +1,129 @@
+"""Fake stages: what each real stage writes into a job directory, without TVM.
+
+`run_effects(request)` writes what stage `request.stage` writes and returns its result, so the
+real runner and daemon code paths (bundle fetch, state upload after extract and learn, result
+upload after compile) run unchanged over them:
+
+    extract   tasks/index.json (one fake task), progress.json
+    search    rounds/rNNNN/candidates.json;           {"task", "candidates", "done"}
+    build     rounds/rNNNN/built.json;                {"built", "errors", ...}
+    profile   rounds/rNNNN/results.json;              {"measured", "batch_best_us", ...}
+    learn     progress.json (trials, rounds=round+1); {"trials", "trials_total", "done", ...}
+    compile   result/report.json;                     {"tuned_us", "untuned_us", "speedup"}
+
+Latencies follow `latency_after`, the curve the simulator's MockJob uses too. How long a fake
+stage takes is `simpletvm.fake_executor`'s business.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from simpletvm.jobdir import JobDir, Progress, TaskInfo, TaskProgress, read_json, write_json
+
+__all__ = ["FINAL_US", "UNTUNED_US", "latency_after", "run_effects"]
+
+UNTUNED_US, FINAL_US = 1000.0, 60.0
+
+
+def latency_after(trials: int, initial_us: float = UNTUNED_US,
+                  final_us: float = FINAL_US) -> float:
+    """Best latency (us) found after `trials` measurements: an exponential approach from
+    `initial_us` to `final_us`."""
+    return final_us + (initial_us - final_us) * math.exp(-trials / 150.0)
+
+
+def _extract(job: JobDir, round_: int) -> dict[str, Any]:
+    if not ((job.root / "tasks" / "index.json").exists() and job.progress_path.exists()):
+        job.write_tasks([TaskInfo(0, "fake_dense", 1, 1.0e6, "fake-shash-0")])
+        job.write_progress(Progress(tasks=[TaskProgress()]))
+    return {"tasks": 1, "flops": 1.0e6, "task_names": ["fake_dense"]}
+
+
+def _search(job: JobDir, round_: int) -> dict[str, Any]:
+    spec, progress = job.spec(), job.progress()
+    done = progress.trials >= spec.trials
+    batch = 0 if done else max(1, min(spec.batch_size, spec.trials - progress.trials))
+    task = None if done else 0
+    write_json(job.round_dir(round_) / "candidates.json", {
+        "task": task, "candidates": [{"hash": f"fake-{round_}-{i}"} for i in range(batch)],
+        "exhausted_tasks": []})
+    return {"task": task, "candidates": batch, "exhausted_tasks": [], "done": done}
+
+
+def _build(job: JobDir, round_: int) -> dict[str, Any]:
+    plan = read_json(job.round_dir(round_) / "candidates.json")
+    built = [{"artifact": f"fake-{i:03d}.so", "error": None}
+             for i in range(len(plan["candidates"]))]
+    write_json(job.round_dir(round_) / "built.json", {"built": built})
+    return {"built": len(built), "errors": 0, "hash_mismatches": 0}
+
+
+def _profile(job: JobDir, round_: int) -> dict[str, Any]:
+    built = read_json(job.round_dir(round_) / "built.json")["built"]
+    best_s = latency_after(job.progress().trials + len(built)) * 1e-6
+    now = time.time()
+    results = [{"run_secs": [best_s * (1.0 + 0.01 * i)], "error": None}
+               for i in range(len(built))]
+    write_json(job.round_dir(round_) / "results.json",
+               {"results": results, "started": now, "finished": now})
+    return {"measured": len(results), "errors": 0,
+            "batch_best_us": best_s * 1e6 if results else None, "started": now,
+            "finished": now}
+
+
+def _learn(job: JobDir, round_: int) -> dict[str, Any]:
+    spec, progress = job.spec(), job.progress()
+    plan = read_json(job.round_dir(round_) / "candidates.json")
+    plan_id = f"{round_}:fake"
+    n = len(plan["candidates"])
+    batch_best = None
+    replayed = any(c.get("plan") == plan_id for c in progress.curve)  # a retried learn
+    if not replayed:
+        if n:
+            results = read_json(job.round_dir(round_) / "results.json")["results"]
+            batch_best = min(min(r["run_secs"]) for r in results) * 1e6
+            task = progress.tasks[0]
+            task.trials += n
+            task.best_us = batch_best if task.best_us is None else min(task.best_us, batch_best)
+            progress.trials += n
+        progress.rounds = round_ + 1
+        progress.curve.append({"round": round_, "plan": plan_id, "time": time.time(),
+                               "trials": progress.trials, "task": plan["task"],
+                               "batch_best_us": batch_best,
+                               "estimated_latency_us": progress.tasks[0].best_us})
+        job.write_progress(progress)
+    estimate = progress.tasks[0].best_us
+    return {"task": plan["task"], "trials": n, "trials_total": progress.trials,
+            "batch_best_us": batch_best, "estimated_latency_us": estimate,
+            "replayed": replayed, "done": progress.trials >= spec.trials}
+
+
+def _compile(job: JobDir, round_: int) -> dict[str, Any]:
+    spec, progress = job.spec(), job.progress()
+    tuned = progress.tasks[0].best_us if progress.tasks and progress.tasks[0].best_us \
+        else UNTUNED_US
+    report = {"name": spec.name, "model": spec.model, "target": spec.target,
+              "trials": progress.trials, "trial_budget": spec.trials,
+              "rounds": progress.rounds, "untuned": {"median_us": UNTUNED_US},
+              "tuned": {"median_us": tuned}, "speedup": UNTUNED_US / tuned,
+              "max_abs_diff_vs_untuned": 0.0, "curve": progress.curve, "fake": True}
+    write_json(job.result_dir / "report.json", report)
+    return {"tuned_us": tuned, "untuned_us": UNTUNED_US, "speedup": UNTUNED_US / tuned,
+            "max_abs_diff": 0.0}
+
+
+EFFECTS: Mapping[str, Callable[[JobDir, int], dict[str, Any]]] = {
+    "extract": _extract, "search": _search, "build": _build, "profile": _profile,
+    "learn": _learn, "compile": _compile}
+
+
+def run_effects(stage: str, job_dir: str, round_: int) -> dict[str, Any]:
+    """Write what `stage` writes into the job directory; return its result."""
+    effect = EFFECTS.get(stage)
+    if effect is None:
+        raise ValueError(f"unknown stage {stage!r}: choose one of {', '.join(EFFECTS)}")
+    return effect(JobDir(job_dir), round_)
