@@ -80,7 +80,7 @@ class TaskProgress:
 
     trials: int = 0
     best_us: float | None = None
-    exhausted: bool = False
+    exhausted: bool = False  # the search will not tune it any more
     verified: bool = False  # its verification round is committed (even if nothing ran)
     verified_us: float | None = None  # the kept candidate's verified time
 
@@ -108,12 +108,17 @@ class Progress:
         return cls(tasks=tasks, **rest)
 
     def estimated_latency_us(self, infos: list[TaskInfo]) -> float | None:
-        """Sum of weight x best latency over tasks (verified where verified); None until every
-        task has a measurement."""
-        bests = [t.verified_us if t.verified_us is not None else t.best_us for t in self.tasks]
-        if not bests or any(b is None for b in bests):
-            return None
-        return sum(info.weight * b for info, b in zip(infos, bests, strict=True))
+        """Sum of weight x best latency over the tasks tuned (verified where verified); None
+        until every task still searched has a measurement. A task done without one (its search
+        found nothing, or it was too small to tune) counts as nothing."""
+        total, measured = 0.0, False
+        for info, task in zip(infos, self.tasks, strict=True):
+            best = task.verified_us if task.verified_us is not None else task.best_us
+            if best is None and not task.exhausted:
+                return None
+            if best is not None:
+                total, measured = total + info.weight * best, True
+        return total if measured else None
 
 
 class JobDir:
