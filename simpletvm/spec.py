@@ -49,6 +49,8 @@ class JobSpec:
     verify_top, verify_passes: after the search, each task's `verify_top` leading candidates
         are timed again together in `verify_passes` interleaved passes and the fastest by that
         timing is kept (simpletvm.verification); verify_top 0 turns it off.
+    min_task_share: tasks whose weight x FLOPs is under this share of the model's are not
+        tuned (the extract stage marks them done): a reshape does not take trials from a conv.
     job_id: given by the scheduler when it accepts the job ("" before).
     demand_overrides, cpu_profile_exclusivity: scheduling hints of the simulator and tests
         (stage kind -> StageDemand fields; "host" | "cores" | None for the scheduler's default).
@@ -74,6 +76,9 @@ class JobSpec:
                 "fastest (0: off)."})
     verify_passes: int = field(default=7, metadata={
         "flag": "Interleaved timing passes of that verification."})
+    min_task_share: float = field(default=0.0, metadata={
+        "flag": "Leave untuned the tasks under this share (0..1) of the model's FLOPs, "
+                "weight x FLOPs each (0: tune every task)."})
     job_id: str = ""
     demand_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     cpu_profile_exclusivity: str | None = None
@@ -91,6 +96,9 @@ class JobSpec:
             check_input_ranks(zoo.input_ranks(_zoo_name(self.model)), self.input_shapes)
         if not self.name:
             object.__setattr__(self, "name", self.model.removeprefix("zoo:"))
+        if not (_number(self.min_task_share) and 0 <= self.min_task_share < 1):
+            raise SpecError(f"min task share must be at least 0 and under 1, got "
+                            f"{self.min_task_share}")
         if self.cpu_profile_exclusivity not in (None, *CPU_PROFILE_MODES):
             raise SpecError(f"cpu profile exclusivity must be one of "
                             f"{', '.join(CPU_PROFILE_MODES)}, got {self.cpu_profile_exclusivity!r}")

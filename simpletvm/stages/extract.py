@@ -35,8 +35,16 @@ def run(ctx: StageContext) -> dict[str, Any]:
         (task_dir / "task.json").write_text(tvm.ir.save_json(task.mod))
         infos.append(info)
     job.write_tasks(infos)
-    job.write_progress(Progress(tasks=[TaskProgress() for _ in infos]))
-    return _summary(infos)
+    small = negligible(infos, spec.min_task_share)
+    job.write_progress(Progress(tasks=[TaskProgress(exhausted=i in small) for i in range(
+        len(infos))]))
+    return {**_summary(infos), "untuned_tasks": [infos[i].name for i in sorted(small)]}
+
+
+def negligible(infos: list[TaskInfo], min_share: float) -> set[int]:
+    """The tasks whose weight x FLOPs is under `min_share` of the model's: not worth trials."""
+    total = sum(i.weight * i.flops for i in infos)
+    return {i.index for i in infos if total and i.weight * i.flops < min_share * total}
 
 
 def _summary(infos: list[TaskInfo]) -> dict[str, Any]:

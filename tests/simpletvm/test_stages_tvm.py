@@ -228,3 +228,20 @@ def test_a_replaying_job_measures_the_recorded_candidates_round_by_round(tmp_pat
     assert outcome.ok
     outcome = executor.run(StageRequest("search", str(missing.root), 0, cores=CORES))
     assert not outcome.ok and "nothing to replay" in outcome.error and "nowhere" in outcome.error
+
+
+def test_tasks_under_the_min_task_share_are_left_untuned(tmp_path, executor) -> None:
+    """zoo:mlp's last dense layer (128 -> 10) is about 5% of its FLOPs: with a share of 0.1
+    the extract stage marks it done, and the search's budget goes to the other two."""
+    job = create_job(tmp_path / "job", _spec(model="zoo:mlp", input_shapes=None, trials=16,
+                                              batch_size=8, min_task_share=0.1))
+    extract = executor.run(StageRequest("extract", str(job.root), 0, CORES[:1]))
+    assert extract.ok, extract.error
+    infos, progress = job.tasks(), job.progress()
+    share = {i.index: i.weight * i.flops / sum(t.weight * t.flops for t in infos) for i in infos}
+    small = sorted(i for i, s in share.items() if s < 0.1)
+    assert small and len(small) < len(infos), share
+    assert [t.exhausted for t in progress.tasks] == [i in small for i in range(len(infos))]
+    assert extract.result["untuned_tasks"] == [infos[i].name for i in small]
+    search = executor.run(StageRequest("search", str(job.root), 0, CORES))
+    assert search.ok and search.result["task"] not in small, search.result

@@ -151,12 +151,16 @@ def test_profile_runs_on_the_targets_core_count_even_with_the_whole_host() -> No
     assert results[1][0] == results[2][0] == sorted(os.sched_getaffinity(0))
 
 
+def test_tasks_too_small_to_tune_are_done_and_do_not_block_the_estimate() -> None:
+    from simpletvm.stages.extract import negligible
 
-def test_a_task_done_without_a_measurement_does_not_block_the_estimate() -> None:
     infos = [TaskInfo(0, "conv", 1, 900.0, "h0"), TaskInfo(1, "reshape", 2, 10.0, "h1"),
              TaskInfo(2, "dense", 1, 80.0, "h2")]
+    assert negligible(infos, 0.0) == set()
+    assert negligible(infos, 0.05) == {1}  # 20 of 1000 weighted FLOPs
+    assert negligible(infos, 0.5) == {1, 2}
     progress = Progress(tasks=[TaskProgress(best_us=5.0), TaskProgress(exhausted=True),
                                TaskProgress()])
     assert progress.estimated_latency_us(infos) is None  # the dense has no measurement yet
     progress.tasks[2].best_us = 2.0
-    assert progress.estimated_latency_us(infos) == 7.0  # the reshape, done unmeasured: nothing
+    assert progress.estimated_latency_us(infos) == 7.0  # the untuned reshape counts as nothing
