@@ -50,6 +50,10 @@ def job_lines(j: Any) -> list[str]:
              f"progress  {j.trials_done}/{j.trial_budget} trials, round {j.round}"
              + (f", stage {j.stage} on {j.host_id}" if j.stage else ""),
              f"best      {us(j.best_latency_us or None)}"]
+    if j.reused_records:
+        tasks = f"{j.reused_tasks}/{j.tasks}" if j.tasks else str(j.reused_tasks)
+        lines.append(f"reused    {j.reused_records} records for {tasks} tasks; new trials "
+                     f"{max(j.trials_done - j.known_trials, 0)}")
     if j.tuned_latency_us:
         lines.append(f"latency   untuned {us(j.untuned_latency_us)} -> tuned "
                      f"{us(j.tuned_latency_us)}")
@@ -65,4 +69,14 @@ def runner_lines(rows: list[Any]) -> list[str]:
         lines.append(f"{r.runner_id:<20} {r.host_id:<14} {format_ids(list(r.cores)):<10} "
                      f"{format_ids(list(r.gpus)) or '-':<6} {'yes' if r.connected else 'no':<4} "
                      f"{r.foreign_load:<5.2f} {', '.join(r.leases) or '-'}")
+    return lines
+
+
+def record_lines(keys: list[Any]) -> list[str]:
+    """`tunesched db stats` lines: per target key, workloads, records (imported), trials."""
+    lines = [f"{'workloads':>9} {'records':>8} {'imported':>8} {'trials':>8}  target key"]
+    for k in keys:
+        scope = f" [{k.scope}]" if k.scope else ""
+        lines.append(f"{k.workloads:>9} {k.records:>8} {k.imported:>8} {k.trials:>8}  "
+                     f"{k.target_key}{scope}")
     return lines

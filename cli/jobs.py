@@ -28,7 +28,12 @@ def spec_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for f in reversed(fields(JobSpec)):
         if "flag" in f.metadata:
             default = getattr(SPEC, f.name)
-            command = click.option(f"--{f.name.replace('_', '-')}", f.name, default=default,
+            flag = f"--{f.name.replace('_', '-')}"
+            if isinstance(default, bool):
+                command = click.option(flag, f.name, is_flag=True, default=default,
+                                       help=f.metadata["flag"])(command)
+                continue
+            command = click.option(flag, f.name, default=default,
                                    type=f.metadata.get("type", type(default)),
                                    show_default=default not in ("", None),
                                    help=f.metadata["flag"])(command)

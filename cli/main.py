@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 
 import click
 
-from cli import jobs, service, tools
+from cli import jobs, records, service, tools
 from client.api import ClientError
 from scheduler.service.auth import TokenFileError
 from simpletvm.errors import SimpleTVMError
@@ -52,7 +52,8 @@ def cli(verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-for command in (service.scheduler, service.runner, *jobs.COMMANDS, *tools.COMMANDS):
+for command in (service.scheduler, service.runner, *jobs.COMMANDS, records.db,
+                *tools.COMMANDS):
     cli.add_command(command)
 
 

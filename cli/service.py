@@ -64,11 +64,17 @@ def _log_info() -> None:
 @click.option("--max-model-mb", default=DAEMON["max_model_bytes"] >> 20, show_default=True,
               type=click.IntRange(1, 2047), help="Largest uploaded model in MiB (bigger: "
               "RESOURCE_EXHAUSTED). Clients send models in 1 MiB chunks.")
+@click.option("--records-scope", type=click.Choice(["shared", "user"]),
+              default=DAEMON["records_scope"], show_default=True,
+              help="Tuning memory: records shared by every user, or kept apart per user.")
+@click.option("--records-keep", type=click.IntRange(1, 4096), default=DAEMON["records_keep"],
+              show_default=True, help="Records kept per workload and target key (the best).")
 def scheduler(listen: str, state_path: str, policy: str, lease_ttl: float,
               runner_timeout: float, cpu_profile: str, jobs_per_host: int | None,
               max_foreign_load: float, pause_for_profile: bool, tls_cert: str | None,
               tls_key: str | None, runner_token_file: str | None, users_file: str | None,
-              stage_timeouts: tuple[tuple[str, float], ...], max_model_mb: int) -> None:
+              stage_timeouts: tuple[tuple[str, float], ...], max_model_mb: int,
+              records_scope: str, records_keep: int) -> None:
     """Run the scheduler daemon until SIGTERM/SIGINT."""
     from scheduler.service.auth import Auth
     from scheduler.service.server import serve
@@ -83,7 +89,8 @@ def scheduler(listen: str, state_path: str, policy: str, lease_ttl: float,
     config = DaemonConfig(Path(state_path), core=core, runner_timeout_s=runner_timeout,
                           stage_timeouts_s={**STAGE_TIMEOUTS_S, **dict(stage_timeouts)},
                           auth=Auth.from_files(runner_token_file, users_file),
-                          max_model_bytes=max_model_mb << 20)
+                          max_model_bytes=max_model_mb << 20, records_scope=records_scope,
+                          records_keep=records_keep)
     tls = (Path(tls_key).read_bytes(), Path(tls_cert).read_bytes()) if tls_cert else None
     serve(config, listen, tls)
 

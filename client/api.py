@@ -21,6 +21,7 @@ from proto import tunesched_pb2 as pb
 from proto import tunesched_pb2_grpc as pb_grpc
 from proto.transport import chunks, metadata, open_channel
 from simpletvm.spec import JobSpec
+from simpletvm.tuningdb import RECORD_FILE, WORKLOAD_FILE
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 
@@ -127,13 +128,47 @@ class Client:
         except grpc.RpcError as exc:
             raise _translate(exc, self.address) from None
 
+    def record_stats(self) -> list[pb.TargetKeyStats]:
+        return list(self._call("RecordStats", pb.RecordStatsRequest()).keys)
+
+    def export_records(self, out_dir: Path, target_json: str = "") -> list[Path]:
+        """The scheduler's records (of one target, or all) as a MetaSchedule JSON database in
+        `out_dir`."""
+        return self._write_stream(self.stub.ExportRecords(
+            pb.ExportRecordsRequest(target_json=target_json), timeout=self.timeout * 10,
+            metadata=self.metadata), out_dir)
+
+    def import_records(self, db_dir: Path, target_json: str,
+                       device_model: str) -> pb.ImportRecordsResponse:
+        """Send the JSON database in `db_dir`: records of `target_json` timed on a
+        `device_model`."""
+        files = {}
+        for name in (WORKLOAD_FILE, RECORD_FILE):
+            try:
+                files[name] = (db_dir / name).read_bytes()
+            except OSError as exc:
+                raise ClientError(f"cannot read {db_dir / name}: {exc.strerror}") from None
+
+        def messages() -> Iterator[pb.ImportRecordsRequest]:
+            yield pb.ImportRecordsRequest(header=pb.ImportHeader(
+                target_json=target_json, device_model=device_model))
+            for name, data in files.items():
+                for piece in chunks(data):
+                    yield pb.ImportRecordsRequest(chunk=pb.FileChunk(path=name, data=piece))
+
+        return self._call("ImportRecords", messages())
+
     def fetch_result(self, job_id: str, out_dir: Path) -> list[Path]:
         """Write the job's result files (records/, model.so, report.json) under out_dir."""
+        return self._write_stream(self.stub.FetchResult(
+            pb.FetchResultRequest(job_id=job_id), timeout=self.timeout * 10,
+            metadata=self.metadata), out_dir)
+
+    def _write_stream(self, stream: Iterator[pb.FileChunk], out_dir: Path) -> list[Path]:
+        """Write a stream of file chunks under `out_dir` (never outside it)."""
         files: dict[str, bytearray] = {}
         try:
-            for chunk in self.stub.FetchResult(pb.FetchResultRequest(job_id=job_id),
-                                               timeout=self.timeout * 10,
-                                               metadata=self.metadata):
+            for chunk in stream:
                 files.setdefault(chunk.path, bytearray()).extend(chunk.data)
         except grpc.RpcError as exc:
             raise _translate(exc, self.address) from None

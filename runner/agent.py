@@ -27,7 +27,7 @@ from proto import tunesched_pb2 as pb
 from proto import tunesched_pb2_grpc as pb_grpc
 from proto.transport import chunks, metadata, open_channel
 from runner.hostinfo import HostInfo, LoadMeter
-from simpletvm import bundle
+from simpletvm import bundle, warmstart
 from simpletvm.errors import JobDirError
 from simpletvm.executor import Executor, StageExecutor, StageHandle, StageOutcome, StageRequest
 from simpletvm.jobdir import JobDir
@@ -113,7 +113,7 @@ class Agent:
         outbox.put(pb.RunnerMessage(register=pb.Register(
             runner_id=self.config.runner_id, host_id=host.host_id, cores=host.cores,
             gpus=host.gpus, memory_mb=host.memory_mb, target_kinds=host.target_kinds,
-            token=self.config.token)))
+            token=self.config.token, cpu_model=host.cpu_model, gpu_models=host.gpu_models)))
 
         def requests():
             while True:
@@ -178,6 +178,8 @@ class Agent:
             self.running[lease.lease_id] = None
         try:
             job = self._prepare(start)
+            if start.stage == "search":
+                self._fetch_known(job, start)
             request = StageRequest(start.stage, str(job.root), start.round, list(lease.cores),
                                    list(lease.gpus) if lease.gpus else None,
                                    start.timeout_s or None)
@@ -242,6 +244,18 @@ class Agent:
             log.info("fetched job %s state v%d (%d bytes)", start.job_id, start.state_version,
                      len(data))
         return job
+
+    def _fetch_known(self, job: JobDir, start: pb.StartStage) -> None:
+        """Before a job's first search: what the scheduler knows of its workloads on this
+        host's device, for the search to take in (simpletvm.warmstart). Once per job."""
+        if not warmstart.wanted(job):
+            return
+        files: dict[str, bytearray] = {}
+        for chunk in self.stub.FetchRecords(pb.FetchRecordsRequest(
+                job_id=start.job_id, lease_id=start.lease.lease_id, epoch=start.lease.epoch,
+                workloads=[info.shash for info in job.tasks()]), metadata=self.metadata):
+            files.setdefault(chunk.path, bytearray()).extend(chunk.data)
+        warmstart.receive(job, {name: bytes(data) for name, data in files.items()})
 
     def _upload(self, job: JobDir, start: pb.StartStage, kind: str) -> None:
         data = bundle.pack(job, kind)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from simpletvm.tuningdb import cpu_model, gpu_models
+
 
 @dataclass
 class HostInfo:
@@ -20,6 +22,8 @@ class HostInfo:
     gpus: list[int] = field(default_factory=list)
     memory_mb: int = 0
     target_kinds: list[str] = field(default_factory=lambda: ["llvm"])
+    cpu_model: str = ""  # the device models tuning records are filed under
+    gpu_models: list[str] = field(default_factory=list)
 
 
 def detect_gpus() -> list[int]:
@@ -44,6 +48,8 @@ def detect(host_id: str | None = None, cores: list[int] | None = None,
         gpus=found_gpus,
         memory_mb=int(psutil.virtual_memory().total // 2**20),
         target_kinds=["llvm", "cuda"] if found_gpus else ["llvm"],
+        cpu_model=cpu_model(),
+        gpu_models=gpu_models() if found_gpus else [],
     )
 
 

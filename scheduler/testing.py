@@ -33,6 +33,7 @@ from runner.hostinfo import HostInfo, ZeroLoad
 from scheduler.service.config import DaemonConfig
 from scheduler.service.server import Service
 from simpletvm.fake_executor import Durations, SleepExecutor
+from simpletvm.tuningdb import cpu_model
 
 __all__ = ["TUNESCHED", "DaemonProcess", "LocalCluster", "RunnerProcess", "sleep_agent",
            "wait_for"]
@@ -65,7 +66,7 @@ def sleep_agent(address: str, host_id: str, work_dir: str | Path, runner_id: str
                 memory_mb: int = 65536) -> Agent:
     """A real runner agent whose stages sleep (`SleepExecutor`) on a host of `cores` cores
     that reports no foreign load. Run it with `agent.run(stop_event)` in a thread."""
-    host = HostInfo(host_id, list(range(cores)), memory_mb=memory_mb)
+    host = HostInfo(host_id, list(range(cores)), memory_mb=memory_mb, cpu_model=cpu_model())
     return Agent(RunnerConfig(address, host, Path(work_dir), runner_id),
                  executor=SleepExecutor(seconds), meter=ZeroLoad())
 
@@ -104,7 +105,8 @@ class LocalCluster:
         if seconds is not None:
             return sleep_agent(self.address, host_id, self.work_dir(host_id), runner_id,
                                seconds=seconds)
-        host = HostInfo(host_id, cores or sorted(os.sched_getaffinity(0)), [], 0, ["llvm"])
+        host = HostInfo(host_id, cores or sorted(os.sched_getaffinity(0)), [], 0, ["llvm"],
+                        cpu_model=cpu_model())
         return Agent(RunnerConfig(self.address, host, self.work_dir(host_id), runner_id))
 
     def work_dir(self, host_id: str) -> Path:

@@ -4,11 +4,12 @@
 real runner and daemon code paths (bundle fetch, state upload after extract and learn, result
 upload after compile) run unchanged over them:
 
-    extract   tasks/index.json (one fake task), progress.json
-    search    rounds/rNNNN/candidates.json;           {"task", "candidates", "done"}
+    extract   tasks/index.json (one fake task per model), progress.json
+    search    takes in known.json (the warm start), rounds/rNNNN/candidates.json;
+              {"task", "candidates", "done", "trials_total", reused counts}
     build     rounds/rNNNN/built.json;                {"built", "errors", ...}
     profile   rounds/rNNNN/results.json;              {"measured", "batch_best_us", ...}
-    learn     progress.json (trials, rounds=round+1); {"trials", "trials_total", "done", ...}
+    learn     tasks/00/db records, progress.json; {"trials", "trials_total", "done", ...}
     compile   result/report.json;                     {"tuned_us", "untuned_us", "speedup"}
 
 Latencies follow `latency_after`, the curve the simulator's MockJob uses too. How long a fake
@@ -17,12 +18,16 @@ stage takes is `simpletvm.fake_executor`'s business.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from simpletvm.jobdir import JobDir, Progress, TaskInfo, TaskProgress, read_json, write_json
+from simpletvm.tuningdb import KNOWN_FILE, RECORD_FILE, WORKLOAD_FILE, Record
+from simpletvm.warmstart import count, reused, settle
 
 __all__ = ["FINAL_US", "UNTUNED_US", "latency_after", "run_effects"]
 
@@ -38,20 +43,53 @@ def latency_after(trials: int, initial_us: float = UNTUNED_US,
 
 def _extract(job: JobDir, round_: int) -> dict[str, Any]:
     if not ((job.root / "tasks" / "index.json").exists() and job.progress_path.exists()):
-        job.write_tasks([TaskInfo(0, "fake_dense", 1, 1.0e6, "fake-shash-0")])
+        spec = job.spec()  # one task per model (and input shapes): its records carry over
+        shape = hashlib.sha1(f"{spec.model} {spec.input_shapes}".encode()).hexdigest()[:12]
+        job.write_tasks([TaskInfo(0, "fake_dense", 1, 1.0e6, f"fake-{shape}")])
         job.write_progress(Progress(tasks=[TaskProgress()]))
     return {"tasks": 1, "flops": 1.0e6, "task_names": ["fake_dense"]}
 
 
+def _take_in(job: JobDir, progress: Progress) -> None:
+    """The warm start (simpletvm.warmstart) without TVM: known records go first in the task's
+    database and count their trials."""
+    path = job.root / KNOWN_FILE
+    if progress.known is not None or not path.exists():
+        return
+    known, infos, lines = read_json(path), job.tasks(), {}
+    entry = known.get("tasks", {}).get(infos[0].shash)
+    if entry and entry.get("records"):
+        records = [Record.from_json(r) for r in entry["records"]]
+        _append(job, infos[0], records)
+        count(progress, 0, max(entry.get("trials", 0), len(records)), len(records),
+              min(r.mean_s for r in records) * 1e6)
+        lines[infos[0].dirname] = len(records)
+    settle(progress, known.get("target_key", ""), lines, infos)
+    job.write_progress(progress)
+
+
+def _append(job: JobDir, info: TaskInfo, records: list[Record]) -> None:
+    """Records in the task's database, as MetaSchedule writes them."""
+    db = job.task_dir(info) / "db"
+    db.mkdir(parents=True, exist_ok=True)
+    if not (db / WORKLOAD_FILE).exists():
+        (db / WORKLOAD_FILE).write_text(json.dumps([info.shash, "fake-workload"]) + "\n")
+    with open(db / RECORD_FILE, "a") as f:
+        f.write("".join(json.dumps([0, r.to_json()]) + "\n" for r in records))
+
+
 def _search(job: JobDir, round_: int) -> dict[str, Any]:
+    _take_in(job, job.progress())
     spec, progress = job.spec(), job.progress()
     done = progress.trials >= spec.trials
     batch = 0 if done else max(1, min(spec.batch_size, spec.trials - progress.trials))
     task = None if done else 0
     write_json(job.round_dir(round_) / "candidates.json", {
-        "task": task, "candidates": [{"hash": f"fake-{round_}-{i}"} for i in range(batch)],
+        "task": task, "candidates": [{"hash": f"fake-{job.root.name}-{round_}-{i}"}
+                                     for i in range(batch)],
         "exhausted_tasks": []})
-    return {"task": task, "candidates": batch, "exhausted_tasks": [], "done": done}
+    return {"task": task, "candidates": batch, "exhausted_tasks": [], "done": done,
+            "trials_total": progress.trials, **reused(progress)}
 
 
 def _build(job: JobDir, round_: int) -> dict[str, Any]:
@@ -86,6 +124,9 @@ def _learn(job: JobDir, round_: int) -> dict[str, Any]:
         if n:
             results = read_json(job.round_dir(round_) / "results.json")["results"]
             batch_best = min(min(r["run_secs"]) for r in results) * 1e6
+            _append(job, job.tasks()[0], [
+                Record([["fake", c["hash"]]], r["run_secs"], spec.target, [])
+                for c, r in zip(plan["candidates"], results, strict=True)])
             task = progress.tasks[0]
             task.trials += n
             task.best_us = batch_best if task.best_us is None else min(task.best_us, batch_best)

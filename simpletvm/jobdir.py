@@ -5,11 +5,13 @@
     model/model.onnx          the ONNX source, when there is one
     tasks/index.json          [TaskInfo]
     tasks/NN/task.json        the task's workload (TVM JSON)
-    tasks/NN/db/              the task's MetaSchedule JSONDatabase (one writer: the learn stage)
+    tasks/NN/db/              the task's MetaSchedule JSONDatabase (simpletvm.taskdb: one writer)
     tasks/NN/measured.txt     structural hashes of every measured candidate
     tasks/NN/verified/        the task's leading candidates timed again (simpletvm.verification)
     tasks/NN/verified.json    that verification, pass by pass, and the candidate kept
     cost_model.tar            the job's XGBoost cost model (written by learn, read by search)
+    known.json                what the scheduler knew of the job's workloads (simpletvm.tuningdb),
+                              known_cost_model.tar a cost model of its target: the warm start
     progress.json             Progress: rounds done, trials, per-task best, tuning curve
     rounds/rNNNN/             candidates.json (search), built.json + art/ (build), results.json
     result/                   model.so, report.json, records.json (compile)
@@ -97,6 +99,9 @@ class Progress:
     # per task dir: bytes of database_tuning_record.json and measured.txt as of the last commit;
     # anything past them was written by a learn that died before committing progress.json
     committed_bytes: dict[str, dict[str, int]] = field(default_factory=dict)
+    # the warm start (simpletvm.warmstart), once it happened: target key, what it took in
+    # (records, tasks, trials they count for) and the record lines it put first in each task dir
+    known: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -51,6 +51,7 @@ class JobSpec:
         timing is kept (simpletvm.verification); verify_top 0 turns it off.
     min_task_share: tasks whose weight x FLOPs is under this share of the model's are not
         tuned (the extract stage marks them done): a reshape does not take trials from a conv.
+    fresh: the job takes nothing from the scheduler's tuning memory (its records still go in).
     job_id: given by the scheduler when it accepts the job ("" before).
     demand_overrides, cpu_profile_exclusivity: scheduling hints of the simulator and tests
         (stage kind -> StageDemand fields; "host" | "cores" | None for the scheduler's default).
@@ -76,6 +77,8 @@ class JobSpec:
                 "fastest (0: off)."})
     verify_passes: int = field(default=7, metadata={
         "flag": "Interleaved timing passes of that verification."})
+    fresh: bool = field(default=False, metadata={
+        "flag": "Start from nothing: take no records or cost model from earlier jobs."})
     min_task_share: float = field(default=0.0, metadata={
         "flag": "Leave untuned the tasks under this share (0..1) of the model's FLOPs, "
                 "weight x FLOPs each (0: tune every task)."})
@@ -96,6 +99,8 @@ class JobSpec:
             check_input_ranks(zoo.input_ranks(_zoo_name(self.model)), self.input_shapes)
         if not self.name:
             object.__setattr__(self, "name", self.model.removeprefix("zoo:"))
+        if not isinstance(self.fresh, bool):
+            raise SpecError(f"fresh must be true or false, got {self.fresh!r}")
         if not (_number(self.min_task_share) and 0 <= self.min_task_share < 1):
             raise SpecError(f"min task share must be at least 0 and under 1, got "
                             f"{self.min_task_share}")

@@ -31,13 +31,11 @@ from typing import Any
 from simpletvm import turns
 from simpletvm.jobdir import JobDir, Progress, TaskInfo, read_json
 from simpletvm.spec import JobSpec
+from simpletvm.taskdb import MEASURED, RECORDS
+from simpletvm.tuningdb import FAILED_RUN_SECS, RECORD_FILE
 
 VERIFIED = "verified"  # tasks/NN/verified/: a JSONDatabase of the re-timed candidates
 SUMMARY = "verified.json"  # tasks/NN/verified.json: what was re-timed, pass by pass
-RECORD_FILE = "database_tuning_record.json"
-RECORDS = "db/" + RECORD_FILE  # tasks/NN/db/...: the search records, one line per candidate
-MEASURED = "measured.txt"  # tasks/NN/measured.txt: their structural hashes, line for line
-FAILED_RUN_SECS = 1e10  # what MetaSchedule records for a candidate that did not run
 
 
 def tuning_over(spec: JobSpec, progress: Progress, infos: list[TaskInfo]) -> bool:
@@ -67,16 +65,18 @@ def _batches(job: JobDir, task: int, progress: Progress) -> list[list[tuple[floa
 
     Read from what the learn stage committed, which travels with the job between hosts (round
     directories do not): the task's records and measured hashes, line for line in commit
-    order, cut into batches by the sizes of its rounds in the progress curve."""
+    order, cut into batches by the sizes of its rounds in the progress curve. Records a warm
+    start took in from earlier jobs are one batch, first: so the best known candidate is
+    timed again with the job's own (simpletvm.warmstart)."""
     info = job.tasks()[task]
     task_dir = job.task_dir(info)
     lines = (task_dir / RECORDS).read_text().splitlines() if (task_dir / RECORDS).exists() else []
     hashes = (task_dir / MEASURED).read_text().split() if (task_dir / MEASURED).exists() else []
     sizes, before = [], 0
     for point in progress.curve:
-        if point.get("task") == task and not point.get("verify"):
-            sizes.append(point["trials"] - before)
-        before = point["trials"]
+        if point.get("task") == task and not point.get("verify"):  # a warm start's import
+            sizes.append(point.get("records", point["trials"] - before))  # counts its trials
+        before = point["trials"]  # apart from the records it took in
     batches, start = [], 0
     for size in sizes:
         batch = []

@@ -8,7 +8,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from cli.format import job_lines, job_table_rows, report_lines, runner_lines, us
+from cli.format import job_lines, job_table_rows, record_lines, report_lines, runner_lines, us
 from cli.main import cli
 from cli.params import GPUS, IDS, INPUT_SHAPE, TARGET, StageSeconds
 
@@ -79,12 +79,24 @@ def test_report_and_table_lines() -> None:
     job = SimpleNamespace(job_id="job-1", name="mlp", state="running", stage="search",
                           trials_done=32, trial_budget=64, best_latency_us=0.0, model="zoo:mlp",
                           target_json="{}", user="alice", priority=0, round=1, host_id="box",
-                          tuned_latency_us=0.0, untuned_latency_us=0.0, error="")
+                          tuned_latency_us=0.0, untuned_latency_us=0.0, error="",
+                          reused_records=0, reused_tasks=0, known_trials=0, tasks=1)
     header, row = job_table_rows([job])
     assert header.split() == ["job", "name", "state", "stage", "trials", "best"]
     assert row.split() == ["job-1", "mlp", "running", "search", "32/64", "-"]
     assert "progress  32/64 trials, round 1, stage search on box" in job_lines(job)
+    assert not any(line.startswith("reused") for line in job_lines(job))
+    job.reused_records, job.reused_tasks, job.known_trials, job.tasks = 48, 2, 24, 3
+    assert "reused    48 records for 2/3 tasks; new trials 8" in job_lines(job)
     runner = SimpleNamespace(runner_id="r1", host_id="box", cores=[0, 1, 2], gpus=[],
                              connected=True, foreign_load=0.25, leases=["lease-3"])
     assert runner_lines([runner])[1].split() == ["r1", "box", "0-2", "-", "yes", "0.25",
                                                  "lease-3"]
+
+
+def test_record_stats_lines() -> None:
+    key = SimpleNamespace(scope="", target_key='{"kind":"llvm"}@Some CPU', workloads=3,
+                          records=40, imported=5, trials=192)
+    header, row = record_lines([key])
+    assert header.split() == ["workloads", "records", "imported", "trials", "target", "key"]
+    assert row.split() == ["3", "40", "5", "192", '{"kind":"llvm"}@Some', "CPU"]

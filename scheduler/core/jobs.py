@@ -232,7 +232,8 @@ def next_stage_kind(job: Job, finished: StageKind, result: Mapping[str, Any]) ->
     profile: `trials` or `measured` (candidates timed; default: the round's batch),
     `best_latency_us`; search: `exhausted` or `done` (no new candidates: tuning ends);
     learn: `trials_total`, `estimated_latency_us`, `done` (whether tuning is over; without it:
-    when the trial budget is spent or the latency goal met);
+    when the trial budget is spent or the latency goal met); search may also carry
+    `trials_total` and `estimated_latency_us` (a warm start counts known trials);
     compile: `best_latency_us`.
     """
     if finished is StageKind.PROFILE:
@@ -241,6 +242,9 @@ def next_stage_kind(job: Job, finished: StageKind, result: Mapping[str, Any]) ->
         _note_latency(job, result)
         return StageKind.LEARN
     if finished is StageKind.SEARCH:
+        if "trials_total" in result:  # a first search counts what earlier jobs measured
+            job.trials_done = int(result["trials_total"])
+        _note_latency(job, result)
         done = result.get("exhausted") or result.get("done")
         return StageKind.COMPILE if done else StageKind.BUILD
     if finished is StageKind.BUILD:

@@ -32,8 +32,14 @@ class DaemonConfig:
     snapshot_every: int = 500
     stage_timeouts_s: dict[str, float] = field(default_factory=lambda: dict(STAGE_TIMEOUTS_S))
     max_model_bytes: int = MAX_MODEL_BYTES  # an uploaded model over this: RESOURCE_EXHAUSTED
+    records_scope: str = "shared"  # tuning memory: "shared" by every user, or each "user"'s
+    records_keep: int = 32  # records kept per workload and target key (the best)
     auth: Auth = field(default_factory=Auth)
     clock: Callable[[], float] = time.time
 
     def stage_timeout(self, kind: str) -> float:
         return self.stage_timeouts_s.get(kind, STAGE_TIMEOUTS_S["search"])
+
+    def records_scope_of(self, user: str) -> str:
+        """The scope a user's records go to and come from ("" when shared)."""
+        return user if self.records_scope == "user" else ""

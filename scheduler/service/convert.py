@@ -45,7 +45,8 @@ def job_info(r: JobRecord) -> pb.JobInfo:
         host_id=r.host_id, submitted_at=r.submitted_at, finished_at=r.finished_at,
         target_json=json.dumps(spec.target), model=spec.model, priority=spec.priority,
         user=spec.user, untuned_latency_us=r.untuned_us or 0.0,
-        tuned_latency_us=r.tuned_us or 0.0)
+        tuned_latency_us=r.tuned_us or 0.0, reused_records=r.reused_records,
+        reused_tasks=r.reused_tasks, known_trials=r.known_trials, tasks=r.tasks)
 
 
 def runner_info(row: dict[str, Any]) -> pb.RunnerInfo:
@@ -74,4 +75,5 @@ def result_dict(msg: pb.StageResult) -> dict[str, Any]:
 def register_dict(msg: pb.Register) -> dict[str, Any]:
     return {"runner_id": msg.runner_id, "host_id": msg.host_id, "cores": list(msg.cores),
             "gpus": list(msg.gpus), "memory_mb": msg.memory_mb,
-            "target_kinds": list(msg.target_kinds) or ["llvm"]}
+            "target_kinds": list(msg.target_kinds) or ["llvm"], "cpu_model": msg.cpu_model,
+            "gpu_models": list(msg.gpu_models)}

@@ -9,6 +9,7 @@ and the calls the servicers make.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -36,10 +37,11 @@ from scheduler.service.gate import PauseGate
 from scheduler.service.links import Links, RunnerLink
 from scheduler.service.projection import Projection
 from scheduler.service.records import JobRecord, LeaseRecord
+from scheduler.service.recordstore import RecordStore, StateRecords, parse_state
 from scheduler.service.store import Store
 from scheduler.service.validation import check_register
 from scheduler.service.watchers import Watchers
-from simpletvm import bundle
+from simpletvm import bundle, tuningdb
 from simpletvm.errors import JobDirError
 from simpletvm.spec import JobSpec
 
@@ -57,6 +59,7 @@ class Daemon:
         self.store = Store(config.state_path)
         self.blobs = BlobStore(config.state_path.parent / (config.state_path.stem + "-blobs"))
         self.core = SchedulerState(config.core)
+        self.records = RecordStore(self.store, self.blobs, keep=config.records_keep)
         self.projection = Projection()
         self.gate = PauseGate()
         self.links = Links(self.projection, self.gate, config.stage_timeout)
@@ -350,7 +353,9 @@ class Daemon:
             bundle.verify(data)
         except JobDirError as exc:
             raise InvalidRequest(str(exc)) from exc
-        staged = self.blobs.stage(data)  # the fsync, outside the lock
+        found = _records_in(job_id, data) if kind == "state" else None
+        staged = self.blobs.stage(data)  # the fsyncs, outside the lock
+        model = self.blobs.stage(found.cost_model) if found and found.cost_model else None
         try:
             with self.lock:
                 if self.stopping.is_set():  # the store may be closed: the blob and the
@@ -359,7 +364,72 @@ class Daemon:
                 self.blobs.commit(staged, job_id, f"{kind}.tar.gz")
                 if kind == "state":
                     record.state_version = version
-                with self.store.transaction() as tx:
+                with self.store.transaction() as tx:  # records go with the state they came in
                     tx.put_job(job_id, record.request_id, record.to_dict())
+                    if found is not None:
+                        scope, key = self._filing(record.spec, lease_id)
+                        self.records.ingest(tx, job_id, scope, key, found, model)
         finally:
-            staged.unlink(missing_ok=True)  # committed: gone already; refused: dropped
+            for path in (staged, model):  # committed: gone already; refused: dropped
+                if path is not None:
+                    path.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ tuning memory
+    def _filing(self, spec: JobSpec, lease_id: str) -> tuple[str, str]:
+        """(scope, target key) of a job's records: its target, timed on the device of the
+        runner holding `lease_id` (call under the lock, with the lease live)."""
+        link = self.links.get(self.core.leases[lease_id].holder)
+        register = link.register if link is not None else {}
+        device = tuningdb.device_model(spec.target["kind"], register.get("cpu_model", ""),
+                                       register.get("gpu_models", []))
+        return (self.config.records_scope_of(spec.user),
+                tuningdb.target_key(spec.target, device))
+
+    def known_records(self, job_id: str, lease_id: str, epoch: int,
+                      workloads: list[str]) -> dict[str, bytes]:
+        """What a job's first search can start from (its lease's device decides the key):
+        known.json, and the target key's cost model if it has one."""
+        with self.lock:
+            record = self._live_job(job_id, lease_id, epoch)
+            scope, key = self._filing(record.spec, lease_id)
+        files = {tuningdb.KNOWN_FILE: json.dumps(
+            self.records.known(scope, key, workloads)).encode()}
+        model = self.records.cost_model(scope, key)
+        if model is not None:
+            files[tuningdb.KNOWN_COST_MODEL] = model
+        return files
+
+    def import_records(self, user: str, target: dict[str, Any], device: str,
+                       files: dict[str, bytes]) -> tuple[int, int, str]:
+        """Records from a JSON database made elsewhere, filed under `target` timed on
+        `device` (marked imported); (workloads, records, target key). All or nothing."""
+        try:
+            db = tuningdb.parse_database(
+                files.get(tuningdb.WORKLOAD_FILE, b"").decode(errors="replace"),
+                files.get(tuningdb.RECORD_FILE, b"").decode(errors="replace"), "import")
+        except JobDirError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        if not db.records:
+            raise InvalidRequest("nothing to import: send a database_workload.json and a "
+                                 "database_tuning_record.json with records")
+        for records in db.records.values():
+            for record in records:
+                if record.target.get("kind") != target["kind"]:
+                    raise InvalidRequest(
+                        f"a record is for a {record.target.get('kind')} target, not the "
+                        f"{target['kind']} target named for the import: import each target's "
+                        "records on their own")
+        key = tuningdb.target_key(target, device)
+        with self.lock, self.store.transaction() as tx:
+            count = self.records.add_imported(tx, self.config.records_scope_of(user), key, db)
+        return len(db.records), count, key
+
+
+def _records_in(job_id: str, data: bytes) -> StateRecords | None:
+    """The records in a state bundle; None (logged) when they cannot be read: the job's state
+    still commits, only the tuning memory misses them."""
+    try:
+        return parse_state(data)
+    except (JobDirError, ValueError, KeyError, TypeError) as exc:
+        log.warning("job %s: records of its state bundle not kept: %s", job_id, exc)
+        return None

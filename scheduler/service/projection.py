@@ -92,6 +92,12 @@ class Projection:
             record.best_latency_us = float(result["estimated_latency_us"])
         if "tuned_us" in result:
             record.tuned_us, record.untuned_us = result["tuned_us"], result.get("untuned_us")
+        if isinstance(result.get("tasks"), int):  # extract's count of tuning tasks
+            record.tasks = result["tasks"]
+        if "reused_records" in result:  # the warm start: what it took
+            record.reused_records = int(result["reused_records"])
+            record.reused_tasks = int(result.get("reused_tasks", 0))
+            record.known_trials = int(result.get("known_trials", 0))
         record.error = ""
 
     def _sync(self, core: SchedulerState, job_id: str) -> None:

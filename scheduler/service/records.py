@@ -34,6 +34,10 @@ class JobRecord:
     untuned_us: float | None = None
     tuned_us: float | None = None
     uploaded_model: bool = False
+    tasks: int = 0  # the model's tuning tasks (once extracted)
+    reused_records: int = 0  # what the job took from earlier jobs (its first search's import)
+    reused_tasks: int = 0
+    known_trials: int = 0
 
     @property
     def job_id(self) -> str:

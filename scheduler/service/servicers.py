@@ -23,6 +23,7 @@ from scheduler.service.auth import Caller, check_owner
 from scheduler.service.daemon import Daemon
 from scheduler.service.errors import (
     InvalidRequest,
+    PermissionDenied,
     ResourceExhausted,
     ServiceError,
     one_line,
@@ -30,7 +31,9 @@ from scheduler.service.errors import (
 )
 from scheduler.service.links import RunnerLink
 from scheduler.service.records import JobRecord
+from simpletvm import tuningdb
 from simpletvm.spec import SpecError
+from simpletvm.targets import parse_target
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +168,69 @@ class SchedulerServicer(pb_grpc.SchedulerServicer):
                                    if caller.admin or owners.get(r.job_id) == caller.name])
 
 
+    @_rpc
+    def RecordStats(self, request: pb.RecordStatsRequest,
+                    context: grpc.ServicerContext) -> pb.RecordStatsResponse:
+        caller = self._caller(context)
+        rows = self.daemon.records.stats()
+        return pb.RecordStatsResponse(keys=[
+            pb.TargetKeyStats(**row) for row in rows
+            if caller.admin or row["scope"] in ("", caller.name)])
+
+    def ExportRecords(self, request: pb.ExportRecordsRequest,
+                      context: grpc.ServicerContext) -> Iterator[pb.FileChunk]:
+        try:
+            caller = self._caller(context)
+            prefix = ""
+            if request.target_json:
+                target = _target(request.target_json)
+                prefix = tuningdb.canonical_target(target) + "@"
+            db = self.daemon.records.export(self.daemon.config.records_scope_of(caller.name),
+                                            prefix)
+        except ServiceError as exc:
+            context.abort(status_of(exc), one_line(str(exc)))
+        for name, text in tuningdb.database_files(db).items():
+            for piece in chunks(text.encode()):
+                yield pb.FileChunk(path=name, data=piece)
+
+    @_rpc
+    def ImportRecords(self, request_iterator: Iterator[pb.ImportRecordsRequest],
+                      context: grpc.ServicerContext) -> pb.ImportRecordsResponse:
+        caller = self._caller(context)
+        if not (caller.admin or self.daemon.config.auth.clients_open):
+            raise PermissionDenied("only admins import records: imported records reach "
+                                   "every user's jobs")
+        header, files, size = None, {}, 0  # file name -> bytearray
+        for msg in request_iterator:
+            if msg.HasField("header"):
+                header = msg.header
+                continue
+            size += len(msg.chunk.data)
+            if size > self.daemon.config.max_model_bytes:
+                raise ResourceExhausted("the records are over this scheduler's upload limit "
+                                        "(its --max-model-mb)")
+            if msg.chunk.path not in (tuningdb.WORKLOAD_FILE, tuningdb.RECORD_FILE):
+                raise InvalidRequest(f"unknown file {msg.chunk.path!r}: send "
+                                     f"{tuningdb.WORKLOAD_FILE} and {tuningdb.RECORD_FILE}")
+            files.setdefault(msg.chunk.path, bytearray()).extend(msg.chunk.data)
+        if header is None:
+            raise InvalidRequest("ImportRecords needs a header first (target, device model)")
+        if not header.device_model:
+            raise InvalidRequest("name the device that timed the records (its CPU or GPU "
+                                 "model): records are kept per device model")
+        workloads, records, key = self.daemon.import_records(
+            caller.name, _target(header.target_json), header.device_model,
+            {name: bytes(data) for name, data in files.items()})
+        return pb.ImportRecordsResponse(workloads=workloads, records=records, target_key=key)
+
+
+def _target(text: str) -> dict[str, Any]:
+    try:
+        return parse_target(text, check_with_tvm=False)
+    except SpecError as exc:
+        raise InvalidRequest(str(exc)) from exc
+
+
 class RunnerChannelServicer(pb_grpc.RunnerChannelServicer):
     """Runner connections and job-state transfer."""
 
@@ -236,6 +302,18 @@ class RunnerChannelServicer(pb_grpc.RunnerChannelServicer):
             context.abort(status_of(exc), one_line(str(exc)))
         for piece in chunks(data):
             yield pb.FileChunk(path=f"v{version}", data=piece)
+
+    def FetchRecords(self, request: pb.FetchRecordsRequest,
+                     context: grpc.ServicerContext) -> Iterator[pb.FileChunk]:
+        try:
+            self.daemon.config.auth.runner(context.invocation_metadata())
+            files = self.daemon.known_records(request.job_id, request.lease_id, request.epoch,
+                                              list(request.workloads))
+        except ServiceError as exc:
+            context.abort(status_of(exc), one_line(str(exc)))
+        for name, data in files.items():
+            for piece in chunks(data):
+                yield pb.FileChunk(path=name, data=piece)
 
     @_rpc
     def UploadBundle(self, request_iterator: Iterator[pb.UploadBundleRequest],

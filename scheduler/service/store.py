@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+
 class Store:
     """One connection, used under the daemon's lock (check_same_thread off for gRPC threads)."""
 
@@ -37,6 +38,11 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._lock = threading.RLock()
+
+    def ensure(self, schema: str) -> None:
+        """Create the tables of `schema` if missing (another module's tables, same file)."""
+        with self._lock:
+            self._db.executescript(schema)
 
     def close(self) -> None:
         with self._lock:
@@ -71,6 +77,11 @@ class Store:
 
     def leases(self) -> list[dict[str, Any]]:
         return [json.loads(r[0]) for r in self._db.execute("SELECT record FROM leases")]
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only statement (the record store's tables)."""
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
 
     def meta(self, key: str, default: str = "") -> str:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -113,6 +124,10 @@ class _Transaction:
     def put_lease(self, lease_id: str, record: dict[str, Any]) -> None:
         self.db.execute("INSERT OR REPLACE INTO leases (lease_id, record) VALUES (?, ?)",
                         (lease_id, json.dumps(record)))
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run a statement in this transaction (the record store's tables); its rows."""
+        return self.db.execute(sql, params).fetchall()
 
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))

@@ -53,7 +53,8 @@ def check_register(register: dict[str, Any]) -> None:
         raise InvalidRequest("register memory_mb must not be negative")
 
 
-COUNT_KEYS = ("trials", "measured", "trials_total")
+COUNT_KEYS = ("trials", "measured", "trials_total", "reused_records", "reused_tasks",
+              "known_trials", "tasks")
 LATENCY_KEYS = ("best_latency_us", "estimated_latency_us", "tuned_us", "untuned_us")
 
 

@@ -14,49 +14,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from simpletvm import context, verification
+from simpletvm import context, taskdb, verification
 from simpletvm.candidates import to_measure_candidate
 from simpletvm.jobdir import read_json, write_json
 from simpletvm.stages.base import StageContext
-
-RECORDS, MEASURED, FAILED_RUN_SECS = (verification.RECORDS, verification.MEASURED,
-                                     verification.FAILED_RUN_SECS)
-
-
-def _truncate_uncommitted(task_dir: Path, committed: dict[str, int]) -> None:
-    """Cut what a learn that died before writing progress.json appended, so a retry neither
-    duplicates records nor loses any: progress.json is the commit point."""
-    for name in (RECORDS, MEASURED):
-        path, limit = task_dir / name, committed.get(name, 0)  # never committed: nothing kept
-        if path.exists() and path.stat().st_size > limit:
-            with open(path, "r+b") as f:
-                f.truncate(limit)
 
 
 def _commit(ctx: StageContext, task_dir: Path, info: Any, entries: list[dict[str, Any]],
             results: list[dict[str, Any]], trained_size: int) -> int:
     """Append the round's records and hashes; update and save the cost model (atomically)."""
-    import tvm
-    from tvm.s_tir import meta_schedule as ms
-    from tvm.s_tir.meta_schedule.runner import RunnerResult
-
-    job, spec = ctx.job, ctx.job.spec()
-    workload = tvm.ir.load_json((task_dir / "task.json").read_text())
-    tctx = context.tune_context(workload, spec.target, info.name, seed=0, num_threads=ctx.threads)
-    cands = [to_measure_candidate(workload, e) for e in entries]
-    runner_results = [RunnerResult(r["run_secs"], r["error"]) for r in results]
-    db = context.database(task_dir)
-    wl = db.commit_workload(workload)
-    for cand, res in zip(cands, results, strict=True):
-        run_secs = res["run_secs"] or [FAILED_RUN_SECS]
-        db.commit_tuning_record(ms.database.TuningRecord(
-            cand.sch.trace, wl, [float(s) for s in run_secs], tctx.target, cand.args_info))
-    with open(task_dir / MEASURED, "a") as f:
-        f.write("".join(e["hash"] + "\n" for e in entries))
+    job = ctx.job
+    tctx, cands, runner_results = taskdb.append(job, task_dir, info.name, entries, results,
+                                                ctx.threads)
     model = context.cost_model(job.cost_model_path, ctx.threads)
     model.last_train_size = trained_size
     model.update(tctx, cands, runner_results)
-    model.save(str(_pending(job)))
+    model.save(str(taskdb.pending_model(job)))
     return model.last_train_size
 
 
@@ -92,12 +65,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
     elif task is not None and entries:
         info = infos[task]
         task_dir = job.task_dir(info)
-        _truncate_uncommitted(task_dir, progress.committed_bytes.get(info.dirname, {}))
+        taskdb.truncate_uncommitted(task_dir, progress.committed_bytes.get(info.dirname, {}))
         results = read_json(ctx.round_dir / "results.json")["results"]
         progress.cost_model_trained_size = _commit(ctx, task_dir, info, entries, results,
                                                    progress.cost_model_trained_size)
-        progress.committed_bytes[info.dirname] = {
-            name: (task_dir / name).stat().st_size for name in (RECORDS, MEASURED)}
+        progress.committed_bytes[info.dirname] = taskdb.committed_sizes(task_dir)
         medians = [statistics.median(r["run_secs"]) * 1e6 for r in results if r["run_secs"]]
         batch_best = min(medians) if medians else None
         state = progress.tasks[task]
@@ -115,17 +87,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
     return _summary(job, progress, plan, batch_best, replayed=False)
 
 
-def _pending(job: Any) -> Path:
-    """Where a learn saves the trained cost model until its commit point."""
-    return job.cost_model_path.with_name("cost_model.pending.tar")
-
-
 def _finish(ctx: StageContext) -> None:
     """After the commit point: the trained cost model takes its place; the round's compiled
     artifacts go. Both are idempotent, so a learn that died in here is finished by its retry."""
-    pending = _pending(ctx.job)
-    if pending.exists():
-        pending.replace(ctx.job.cost_model_path)
+    taskdb.install_pending_model(ctx.job)
     shutil.rmtree(ctx.round_dir / "art", ignore_errors=True)
 
 

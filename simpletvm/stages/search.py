@@ -10,13 +10,14 @@ compared without search luck.
 
 Once the search is over (budget spent, goal met, every task exhausted) the stage plans one
 verification round for all the job's tasks instead (simpletvm.verification), then reports done.
+A job's first search first takes in what earlier jobs measured (simpletvm.warmstart).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from simpletvm import context, verification
+from simpletvm import context, verification, warmstart
 from simpletvm.candidates import to_entry
 from simpletvm.errors import JobDirError
 from simpletvm.jobdir import JobDir, Progress, read_json, write_json
@@ -91,6 +92,7 @@ def replayed(source: str, round_: int) -> dict[str, Any]:
 def run(ctx: StageContext) -> dict[str, Any]:
     """Write rounds/rNNNN/candidates.json; report the task, the count and whether tuning is done."""
     job = ctx.job
+    warmstart.take_in(job, ctx.threads)  # the first search: what earlier jobs measured
     spec, progress = job.spec(), job.progress()
     plan: dict[str, Any] = {"task": None, "candidates": [], "exhausted_tasks": []}
     if not verification.tuning_over(spec, progress, job.tasks()):
@@ -106,7 +108,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
     return {"task": plan["task"], "candidates": len(plan["candidates"]),
             "exhausted_tasks": plan["exhausted_tasks"], "verify": verify,
             "verified_tasks": verification.verified_tasks(plan),
-            "done": plan["task"] is None and not verify}
+            "done": plan["task"] is None and not verify, "trials_total": progress.trials,
+            "estimated_latency_us": progress.estimated_latency_us(job.tasks()),
+            **warmstart.reused(progress)}
 
 
 def _search(ctx: StageContext, spec: JobSpec, progress: Progress) -> dict[str, Any]:

@@ -126,7 +126,8 @@ def test_sleep_stages_write_what_the_real_ones_do(tmp_path: Path) -> None:
         return outcome.result
 
     assert run("extract")["tasks"] == 1 and len(job.tasks()) == 1
-    assert run("search") == {"task": 0, "candidates": 4, "exhausted_tasks": [], "done": False}
+    assert run("search") == {"task": 0, "candidates": 4, "exhausted_tasks": [], "done": False,
+                             "trials_total": 0}
     assert run("build")["built"] == 4 and run("profile")["measured"] == 4
     first = run("learn")
     assert (first["trials"], first["trials_total"], first["done"]) == (4, 4, False)
