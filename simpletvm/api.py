@@ -68,13 +68,17 @@ class SimpleTVM:
         return self
 
     def tune(self, trials: int, work_dir: str | Path, batch_size: int = 32, seed: int = 0,
-             builder: str = "fast") -> SimpleTVM:
-        """Tune in this process with TVM's own loop (`tune_tasks`): the scheduler-less way."""
+             builder: str = "fast", database: str | Path | None = None) -> SimpleTVM:
+        """Tune in this process with TVM's own loop (`tune_tasks`): the scheduler-less way.
+        `database`: a folder that remembers records across runs, per target and machine: known
+        records seed the search and count toward `trials` (a second run of the same model
+        tunes only what is left), new ones are added."""
         if trials <= 0:
             raise SimpleTVMError(f"trials must be positive, got {trials}")
-        self._database, wall = tvmloop.tune(self._mod, self._target, work_dir, trials,
-                                            batch_size, seed, builder)
-        self._tuning = {"trials": trials, "wall_s": wall, "work_dir": str(work_dir)}
+        self._database, wall, known = tvmloop.tune(self._mod, self._target, work_dir, trials,
+                                                   batch_size, seed, builder, memory=database)
+        self._tuning = {"trials": trials, "wall_s": wall, "work_dir": str(work_dir),
+                        "known_trials": known}
         self._executable = None
         return self
 

@@ -102,6 +102,8 @@ class Progress:
     # the warm start (simpletvm.warmstart), once it happened: target key, what it took in
     # (records, tasks, trials they count for) and the record lines it put first in each task dir
     known: dict[str, Any] | None = None
+    # latency goal rounds (simpletvm.goalcheck): the whole model measured against the goal
+    goal_checks: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,6 +113,11 @@ class Progress:
         tasks = [TaskProgress(**t) for t in data.get("tasks", [])]
         rest = {k: v for k, v in data.items() if k != "tasks"}
         return cls(tasks=tasks, **rest)
+
+    @property
+    def goal_met(self) -> bool:
+        """Whether the last measurement of the whole model met the latency goal."""
+        return bool(self.goal_checks) and bool(self.goal_checks[-1]["met"])
 
     def estimated_latency_us(self, infos: list[TaskInfo]) -> float | None:
         """Sum of weight x best latency over the tasks tuned (verified where verified); None

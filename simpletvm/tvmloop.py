@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,11 @@ def make_builder(kind: str, workers: int) -> Any:
 
 
 def tune(mod: Any, target: TargetSpec, work_dir: str | Path, trials: int, batch_size: int = 32,
-         seed: int = 0, builder: str = "fast",
-         max_trials_per_task: int | None = None) -> tuple[Any, float]:
-    """Tune every task of `mod` with `ms.tune_tasks`; returns (JSONDatabase, tuning seconds)."""
+         seed: int = 0, builder: str = "fast", max_trials_per_task: int | None = None,
+         memory: str | Path | None = None) -> tuple[Any, float, int]:
+    """Tune every task of `mod` with `ms.tune_tasks`; returns (JSONDatabase, tuning seconds,
+    trials known before). With `memory`, the records of earlier runs of this target on this
+    machine (`memory_dir`) seed the search and count toward `trials`; new ones go there too."""
     ensure_intrinsics(target["kind"])
     from tvm.s_tir import meta_schedule as ms
 
@@ -46,13 +49,34 @@ def tune(mod: Any, target: TargetSpec, work_dir: str | Path, trials: int, batch_
     tgt = to_tvm(target)
     threads = num_cores(target)
     extracted = ms.relax_integration.extract_tasks(fuse(mod, target), tgt)
+    database: Any = "json"
+    known = 0
+    if memory is not None:
+        folder = memory_dir(memory, target)
+        database = ms.database.JSONDatabase(work_dir=str(folder), module_equality="structural")
+        known = sum(len(database.get_top_k(database.commit_workload(t.dispatched[0]), 1 << 30))
+                    for t in extracted)
     contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
         extracted, str(work_dir), strategy="evolutionary", num_threads=threads, seed=seed)
     started = time.perf_counter()
-    database = ms.tune_tasks(
-        tasks=contexts, task_weights=weights, work_dir=str(work_dir),
-        max_trials_global=trials, max_trials_per_task=max_trials_per_task,
-        num_trials_per_iter=batch_size, builder=make_builder(builder, threads),
-        runner=ms.runner.LocalRunner(), cost_model=ms.cost_model.XGBModel(
-            extractor="per-store-feature", num_tuning_cores=threads, adaptive_training=True))
-    return database, time.perf_counter() - started
+    if trials > known:
+        database = ms.tune_tasks(
+            tasks=contexts, task_weights=weights, work_dir=str(work_dir),
+            max_trials_global=trials - known, max_trials_per_task=max_trials_per_task,
+            num_trials_per_iter=batch_size, builder=make_builder(builder, threads),
+            runner=ms.runner.LocalRunner(), database=database, cost_model=ms.cost_model.XGBModel(
+                extractor="per-store-feature", num_tuning_cores=threads,
+                adaptive_training=True))
+    return database, time.perf_counter() - started, known
+
+
+def memory_dir(root: str | Path, target: TargetSpec) -> Path:
+    """The JSON database under `root` that holds a target's records on this machine (one
+    folder per target key: simpletvm.tuningdb), created when missing."""
+    from simpletvm.tuningdb import cpu_model, device_model, gpu_models, target_key
+
+    key = target_key(target, device_model(target["kind"], cpu_model(), gpu_models()))
+    folder = Path(root) / hashlib.sha1(key.encode()).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "target_key.txt").write_text(key + "\n")
+    return folder

@@ -1,6 +1,7 @@
 """Stage `build`: compile each candidate of the round to a shared library, in parallel.
 
-A search round's candidates are all of the plan's task; a verification round's name their own.
+A search round's candidates are all of the plan's task; a verification round's name their own;
+a goal round builds the whole model (simpletvm.goalcheck).
 
 Workers are forked from this process after TVM is imported, one per leased core.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from simpletvm import verification
+from simpletvm import goalcheck, verification
 from simpletvm.candidates import replay, shash
 from simpletvm.jobdir import read_json, write_json
 from simpletvm.pool import isolated_map
@@ -43,6 +44,13 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
     job = ctx.job
     plan = read_json(ctx.round_dir / "candidates.json")
+    if goalcheck.is_goal_plan(plan):  # the whole model, with the job's records
+        art = ctx.round_dir / "art"
+        art.mkdir(parents=True, exist_ok=True)
+        model = goalcheck.build(job, art / "model.so")
+        write_json(ctx.round_dir / "built.json", {"built": [], "model": model})
+        return {"built": int(model["error"] is None), "errors": int(model["error"] is not None),
+                "hash_mismatches": 0, "goal_check": True}
     built: list[dict[str, Any]] = []
     mismatched = 0
     if plan["candidates"]:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from simpletvm import context, taskdb, verification
+from simpletvm import context, goalcheck, taskdb, verification
 from simpletvm.candidates import to_measure_candidate
 from simpletvm.jobdir import read_json, write_json
 from simpletvm.stages.base import StageContext
@@ -53,7 +53,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
     batch_best = None
     infos = job.tasks()
     verify = verification.is_verify_plan(plan)
-    if verify:
+    if goalcheck.is_goal_plan(plan):
+        goalcheck.record(progress, ctx.round, plan,
+                         read_json(ctx.round_dir / "results.json")["model"])
+    elif verify:
         results = read_json(ctx.round_dir / "results.json")["results"] if entries else []
         for index in verification.verified_tasks(plan):
             mine = [i for i, c in enumerate(entries) if c["task"] == index]
@@ -81,7 +84,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     progress.curve.append({"round": ctx.round, "plan": plan_id, "time": time.time(),
                            "trials": progress.trials, "task": task, "batch_best_us": batch_best,
                            "estimated_latency_us": progress.estimated_latency_us(infos),
-                           "verify": verify})
+                           "verify": verify, "goal": goalcheck.is_goal_plan(plan)})
     job.write_progress(progress)  # the commit point
     _finish(ctx)
     return _summary(job, progress, plan, batch_best, replayed=False)

@@ -12,7 +12,7 @@ import statistics
 import time
 from typing import Any
 
-from simpletvm import verification
+from simpletvm import goalcheck, verification
 from simpletvm.jobdir import read_json, write_json
 from simpletvm.pool import Outcome, isolated_map_serial
 from simpletvm.stages.base import StageContext
@@ -64,10 +64,20 @@ def pin_to_target(target: dict[str, Any], cores: list[int]) -> list[int]:
 def run(ctx: StageContext) -> dict[str, Any]:
     """Write rounds/rNNNN/results.json: run_secs or an error per candidate, plus the time span."""
     plan = read_json(ctx.round_dir / "candidates.json")
-    built = read_json(ctx.round_dir / "built.json")["built"]
+    built_json = read_json(ctx.round_dir / "built.json")
+    built = built_json["built"]
     target = ctx.job.spec().target
     pin_to_target(target, ctx.cores)
     device = device_type(target)
+    if goalcheck.is_goal_plan(plan):  # the whole model, alone on its device
+        started = time.time()
+        model = goalcheck.time_model(ctx.job, built_json["model"], device)
+        finished = time.time()
+        write_json(ctx.round_dir / "results.json", {"results": [], "model": model,
+                                                    "started": started, "finished": finished})
+        return {"measured": int(model["error"] is None), "errors": int(model["error"] is not None),
+                "trials": 0, "goal_check": True, "started": started, "finished": finished,
+                "model_us": model["run_secs"][0] * 1e6 if model["run_secs"] else None}
     todo = [i for i, b in enumerate(built) if b["error"] is None]
     _INPUTS[:] = [(built[i]["artifact"], device, plan["candidates"][i]["args_info"]) for i in todo]
     verify = verification.is_verify_plan(plan)

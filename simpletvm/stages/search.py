@@ -10,6 +10,7 @@ compared without search luck.
 
 Once the search is over (budget spent, goal met, every task exhausted) the stage plans one
 verification round for all the job's tasks instead (simpletvm.verification), then reports done.
+When the estimate meets the latency goal it plans a goal round first (simpletvm.goalcheck).
 A job's first search first takes in what earlier jobs measured (simpletvm.warmstart).
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from simpletvm import context, verification, warmstart
+from simpletvm import context, goalcheck, verification, warmstart
 from simpletvm.candidates import to_entry
 from simpletvm.errors import JobDirError
 from simpletvm.jobdir import JobDir, Progress, read_json, write_json
@@ -95,21 +96,26 @@ def run(ctx: StageContext) -> dict[str, Any]:
     warmstart.take_in(job, ctx.threads)  # the first search: what earlier jobs measured
     spec, progress = job.spec(), job.progress()
     plan: dict[str, Any] = {"task": None, "candidates": [], "exhausted_tasks": []}
-    if not verification.tuning_over(spec, progress, job.tasks()):
-        plan = _search(ctx, spec, progress)
-        if spec.replay:
-            plan = replayed(spec.replay, ctx.round)
-    if plan["task"] is None:
+    infos = job.tasks()
+    if not verification.tuning_over(spec, progress, infos):
+        if goalcheck.due(spec, progress, infos):  # the estimate meets the goal: measure
+            plan = goalcheck.plan(spec, progress, infos, [])
+        else:
+            plan = _search(ctx, spec, progress)
+            if spec.replay:
+                plan = replayed(spec.replay, ctx.round)
+    if plan["task"] is None and not goalcheck.is_goal_plan(plan):
         due = verification.due_tasks(spec, progress)
         if due:
             plan = verification.plan(job, spec, due, plan["exhausted_tasks"])
     write_json(ctx.round_dir / "candidates.json", plan)
-    verify = verification.is_verify_plan(plan)
+    verify, goal = verification.is_verify_plan(plan), goalcheck.is_goal_plan(plan)
     return {"task": plan["task"], "candidates": len(plan["candidates"]),
-            "exhausted_tasks": plan["exhausted_tasks"], "verify": verify,
+            "exhausted_tasks": plan["exhausted_tasks"], "verify": verify, "goal_check": goal,
             "verified_tasks": verification.verified_tasks(plan),
-            "done": plan["task"] is None and not verify, "trials_total": progress.trials,
-            "estimated_latency_us": progress.estimated_latency_us(job.tasks()),
+            "done": plan["task"] is None and not verify and not goal,
+            "trials_total": progress.trials,
+            "estimated_latency_us": progress.estimated_latency_us(infos),
             **warmstart.reused(progress)}
 
 

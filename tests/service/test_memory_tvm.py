@@ -1,5 +1,6 @@
 """Tuning memory with real TVM stages: a retrained model starts from what its first job
-measured and tunes nothing new; the exported memory compiles the model with plain TVM."""
+measured and tunes nothing new; known records that meet a latency goal, measured on the whole
+model, end a job without a search; the exported memory compiles the model with plain TVM."""
 
 from __future__ import annotations
 
@@ -39,6 +40,9 @@ def test_a_retrained_model_reuses_records_and_the_export_compiles_with_plain_tvm
         again = run(cluster, SPEC)  # the same layers again (a retrained model)
         assert (again.state, again.trials_done) == ("done", 16), again.error
         assert (again.reused_records, again.reused_tasks, again.known_trials) == (16, 1, 16)
+        goal = first.tuned_latency_us * 3  # the known records meet it: measured, not summed
+        met = run(cluster, SPEC.with_(trials=64, latency_goal_us=goal))
+        assert (met.state, met.trials_done, met.known_trials) == ("done", 16, 16), met.error
         exported = tmp_path / "export"
         cluster.client.export_records(exported, json.dumps(TARGET))
         work = cluster.work_dir("box") / "jobs"
@@ -50,6 +54,8 @@ def test_a_retrained_model_reuses_records_and_the_export_compiles_with_plain_tvm
     verified = read_json(reused.task_dir(task) / "verified.json")
     assert len(verified["candidates"]) == 3 and verified["kept"]
     assert reused.progress().known["records"] == 16
+    [check] = JobDir(work / met.job_id).progress().goal_checks  # one goal round, no search
+    assert check["met"] and check["measured_us"] <= goal, check
     # plain TVM opens the export and compiles the model with its records
     database = ms.database.JSONDatabase(work_dir=str(exported), module_equality="structural")
     assert len(database.get_all_tuning_records()) == 16

@@ -44,3 +44,24 @@ def test_benchmark_without_baseline_times_only_the_compiled_model() -> None:
     assert net.untuned_latency is not None and "speedup" in net.report()
     net.target({"kind": "llvm", "num-cores": 2})  # another target: old timings no longer hold
     assert net.latency is None and net.untuned_latency is None
+
+
+def test_a_tuning_database_carries_records_over_between_runs(tmp_path) -> None:
+    """`tune(database=DIR)`: a second run of the same model knows the first's records and
+    tunes only what its budget has left; another target keeps its records apart."""
+    one_core = {"kind": "llvm", "num-cores": 1}
+    first = SimpleTVM.from_zoo("matmul", (1, 64)).target(one_core)
+    first.tune(trials=8, work_dir=tmp_path / "a", batch_size=8, database=tmp_path / "memory")
+    assert first.report()["tuning"]["known_trials"] == 0
+    again = SimpleTVM.from_zoo("matmul", (1, 64)).target(one_core)
+    again.tune(trials=8, work_dir=tmp_path / "b", batch_size=8, database=tmp_path / "memory")
+    assert again.report()["tuning"]["known_trials"] == 8
+    assert not list((tmp_path / "b").glob("*.json"))  # nothing left to tune: no search ran
+    again.compile().benchmark(repeat=3, baseline=False)  # compiles with the known records
+    more = SimpleTVM.from_zoo("matmul", (1, 64)).target(one_core)
+    more.tune(trials=16, work_dir=tmp_path / "c", batch_size=8, database=tmp_path / "memory")
+    assert more.report()["tuning"]["known_trials"] == 8
+    two = SimpleTVM.from_zoo("matmul", (1, 64)).target({"kind": "llvm", "num-cores": 2})
+    two.tune(trials=8, work_dir=tmp_path / "d", batch_size=8, database=tmp_path / "memory")
+    assert two.report()["tuning"]["known_trials"] == 0
+    assert len([p for p in (tmp_path / "memory").iterdir() if p.is_dir()]) == 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simpletvm import verification
+from simpletvm import goalcheck, verification
 from simpletvm.jobdir import Progress, TaskInfo, TaskProgress
 from simpletvm.spec import JobSpec
 
@@ -52,7 +52,14 @@ def test_verification_follows_the_search_for_all_tasks_at_once() -> None:
     assert not verification.tuning_over(_spec(), progress, infos)
     assert verification.tuning_over(_spec(latency_goal_us=100.0), progress, infos) is False  # t2
     progress.tasks[2] = TaskProgress(trials=1, best_us=1.0, exhausted=True)
-    assert verification.tuning_over(_spec(latency_goal_us=18.0), progress, infos)
+    goal = _spec(latency_goal_us=18.0)  # the estimate (17) meets it: a measurement decides
+    assert not verification.tuning_over(goal, progress, infos)
+    assert goalcheck.due(goal, progress, infos)
+    plan = goalcheck.plan(goal, progress, infos, [])
+    goalcheck.record(progress, 5, plan, {"run_secs": [17.5e-6], "error": None})
+    assert verification.tuning_over(goal, progress, infos) and not goalcheck.due(
+        goal, progress, infos)
+    progress.goal_checks.clear()
     progress.trials = 32
     assert verification.tuning_over(_spec(), progress, infos)
     # one round for every task with something to choose from (t2: one candidate, nothing to pick)
@@ -107,3 +114,23 @@ def test_plan_reads_batches_from_the_committed_records_not_round_directories(tmp
     assert verification.task_of(search, search["candidates"][0]) == 1
     assert verification.verified_tasks(search) == []
     assert len(verification.plan(job, _spec(verify_top=2), [0], exhausted=[])["candidates"]) == 2
+
+
+def test_a_missed_goal_is_checked_again_once_the_estimate_is_better() -> None:
+    infos = [TaskInfo(0, "t0", 1, 1.0, "0")]
+    progress = Progress(trials=8, tasks=[TaskProgress(trials=8, best_us=17.0)])
+    goal = _spec(latency_goal_us=18.0)
+    assert goalcheck.due(goal, progress, infos)
+    check = goalcheck.record(progress, 1, goalcheck.plan(goal, progress, infos, []),
+                             {"run_secs": [21e-6], "error": None})
+    assert (check["measured_us"], check["met"], check["estimate_us"]) == (21.0, False, 17.0)
+    assert not verification.tuning_over(goal, progress, infos)  # tuning goes on
+    assert not goalcheck.due(goal, progress, infos)
+    progress.tasks[0].best_us = 16.5  # 3% better: not yet
+    assert not goalcheck.due(goal, progress, infos)
+    progress.tasks[0].best_us = 15.0
+    assert goalcheck.due(goal, progress, infos)
+    broken = goalcheck.record(progress, 2, goalcheck.plan(goal, progress, infos, []),
+                              {"run_secs": None, "error": "TVMError: no"})
+    assert not broken["met"] and broken["error"] == "TVMError: no"
+    assert not goalcheck.due(_spec(), progress, infos)  # no goal: never
