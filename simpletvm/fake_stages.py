@@ -27,7 +27,7 @@ from typing import Any
 
 from simpletvm.jobdir import JobDir, Progress, TaskInfo, TaskProgress, read_json, write_json
 from simpletvm.tuningdb import KNOWN_FILE, RECORD_FILE, WORKLOAD_FILE, Record
-from simpletvm.warmstart import count, reused, settle
+from simpletvm.warmstart import apportion, count, reused, settle
 
 __all__ = ["FINAL_US", "UNTUNED_US", "latency_after", "run_effects"]
 
@@ -61,8 +61,9 @@ def _take_in(job: JobDir, progress: Progress) -> None:
     if entry and entry.get("records"):
         records = [Record.from_json(r) for r in entry["records"]]
         _append(job, infos[0], records)
-        count(progress, 0, max(entry.get("trials", 0), len(records)), len(records),
-              min(r.mean_s for r in records) * 1e6)
+        trials = max(entry.get("trials", 0), len(records))
+        count(progress, 0, apportion({0: trials}, job.spec().trials, progress)[0],
+              len(records), min(r.mean_s for r in records) * 1e6)
         lines[infos[0].dirname] = len(records)
     settle(progress, known.get("target_key", ""), lines, infos)
     job.write_progress(progress)

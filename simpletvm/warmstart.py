@@ -8,8 +8,9 @@ stage then calls `take_in`, once, before it plans anything:
   batch (so the search starts from the best known schedules and never proposes them again,
   and the verification round times the best of them again beside the job's own: reused
   kernels are re-timed, not trusted);
-- the task counts the trials measured for it so far, so a resubmitted model tunes nothing new
-  and a bigger budget tunes the difference;
+- the task counts the trials measured for it so far, the known tasks together up to their part
+  of the budget (`apportion`), so a resubmitted model tunes nothing new, a bigger budget tunes
+  the difference, and a model's new layers get the budget its known ones do not need;
 - the job's cost model starts from the target key's (new shapes start from what similar ones
   taught it) and is trained on the known records.
 
@@ -20,7 +21,6 @@ inside `take_in`: the bookkeeping (`count`, `settle`, `reused`) serves the fake 
 
 from __future__ import annotations
 
-import shutil
 import time
 from typing import Any
 
@@ -45,6 +45,23 @@ def receive(job: JobDir, files: dict[str, bytes]) -> None:
     write_bytes(job.root / KNOWN_FILE, files.get(KNOWN_FILE) or b'{"tasks": {}}')
 
 
+def apportion(known: dict[int, int], budget: int, progress: Progress) -> dict[int, int]:
+    """Per task, the known trials it counts toward the budget: all of them, but together no
+    more than the known tasks' part of the budget (budget x known tasks / tasks to tune),
+    shared out in proportion. A resubmitted model tunes nothing, twice the budget tunes the
+    difference, and a model that shares layers with a tuned one still spends its budget on
+    its own layers (counted in full, a heavily tuned shared layer would leave them nothing)."""
+    total = sum(known.values())
+    tuned = sum(not t.exhausted for t in progress.tasks) or 1
+    credit = min(total, -(-budget * len(known) // tuned))
+    if not total or credit == total:
+        return dict(known)
+    counted = {task: trials * credit // total for task, trials in known.items()}
+    for task in sorted(known, key=lambda t: -known[t])[:credit - sum(counted.values())]:
+        counted[task] += 1  # the rounding, to the tasks known best
+    return counted
+
+
 def reused(progress: Progress) -> dict[str, int]:
     """What the warm start took in (empty before it, or when it took in nothing)."""
     known = progress.known or {}
@@ -65,11 +82,15 @@ def take_in(job: JobDir, threads: int) -> None:
         return
     known = read_json(path)
     infos = job.tasks()
+    entries_of = {i.index: e for i in infos
+                  if (e := known.get("tasks", {}).get(i.shash)) and e.get("records")}
+    counted = apportion({i: max(int(e.get("trials", 0)), len(e["records"]))
+                         for i, e in entries_of.items()}, job.spec().trials, progress)
     model = _starting_model(job, threads)
     lines: dict[str, int] = {}
     for info in infos:
-        entry = known.get("tasks", {}).get(info.shash)
-        if not entry or not entry.get("records"):
+        entry = entries_of.get(info.index)
+        if entry is None:
             continue
         task_dir = job.task_dir(info)
         taskdb.truncate_uncommitted(task_dir, progress.committed_bytes.get(info.dirname, {}))
@@ -79,10 +100,9 @@ def take_in(job: JobDir, threads: int) -> None:
         model.update(tctx, cands, runner_results)
         progress.committed_bytes[info.dirname] = taskdb.committed_sizes(task_dir)
         lines[info.dirname] = len(entries)
-        count(progress, info.index, max(int(entry.get("trials", 0)), len(entries)),
-              len(entries), best)
+        count(progress, info.index, counted[info.index], len(entries), best)
     settle(progress, known.get("target_key", ""), lines, infos)
-    if lines:
+    if lines or (job.root / KNOWN_COST_MODEL).exists():  # trained on them, or taken over
         progress.cost_model_trained_size = model.last_train_size
         model.save(str(taskdb.pending_model(job)))
     job.write_progress(progress)  # the commit point
@@ -96,8 +116,7 @@ def _starting_model(job: JobDir, threads: int) -> Any:
 
     inherited = job.root / KNOWN_COST_MODEL
     if not job.cost_model_path.exists() and inherited.exists():
-        shutil.copyfile(inherited, job.cost_model_path)
-        model = context.cost_model(job.cost_model_path, threads)
+        model = context.cost_model(inherited, threads)
         while model.data and model.data_size > MAX_INHERITED_SAMPLES:
             _, group = model.data.popitem(last=False)
             model.data_size -= len(group.costs)

@@ -7,6 +7,9 @@ model per target key (the cost model of the last job that brought `model_every` 
 starts jobs whose shapes nobody tuned. No TVM here: records are JSON lines
 (simpletvm.tuningdb).
 
+A record a job's verification round timed again (simpletvm.verification) is kept at that time:
+a search batch timed in a lucky minute would otherwise hand every later job its luck.
+
 Scope: "" when records are shared by every user (the default), else the user's name
 (`--records-scope user`).
 """
@@ -51,7 +54,8 @@ MODELS = "_cost-models"  # the blob folder of the per-target-key cost models
 @dataclass
 class TaskRecords:
     """What one task of a job's state bundle holds: its workload and its records, in order;
-    the first `imported` came from this store (the job's warm start)."""
+    the first `imported` came from this store (the job's warm start). `verified`: record line
+    -> its time when the job's verification round timed it again (seconds)."""
 
     dirname: str
     name: str
@@ -59,6 +63,7 @@ class TaskRecords:
     encoded: str
     records: list[Record]
     imported: int = 0
+    verified: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -89,11 +94,31 @@ def parse_state(bundle: bytes) -> StateRecords:
         db = parse_database(workloads, lines, f"tasks/{dirname}/db")
         if info["shash"] not in db.workloads:
             continue
+        records = db.records.get(info["shash"], [])
         out.tasks.append(TaskRecords(dirname, info["name"], info["shash"],
-                                     db.workloads[info["shash"]],
-                                     db.records.get(info["shash"], []),
-                                     int(imported.get(dirname, 0))))
+                                     db.workloads[info["shash"]], records,
+                                     int(imported.get(dirname, 0)),
+                                     _verified_lines(files, dirname, len(records))))
     return out
+
+
+def _verified_lines(files: dict[str, bytes], dirname: str, count: int) -> dict[int, float]:
+    """Record line -> verified seconds, from the task's verification summary and its measured
+    hashes (line for line with its records)."""
+    summary = files.get(f"tasks/{dirname}/verified.json")
+    hashes = files.get(f"tasks/{dirname}/measured.txt", b"").decode().split()
+    if summary is None or len(hashes) != count:
+        return {}
+    times = {c["hash"]: c["verified_us"] * 1e-6 for c in json.loads(summary)["candidates"]
+             if c.get("verified_us")}
+    return {line: times[h] for line, h in enumerate(hashes) if h in times}
+
+
+def _at_verified(task: TaskRecords, line: int, record: Record) -> Record:
+    """The record at its verified time, if the job's verification timed it again."""
+    seconds = task.verified.get(line)
+    return record if seconds is None else Record(record.trace, [seconds], record.target,
+                                                 record.args_info)
 
 
 def _trace_hash(record: Record) -> str:
@@ -120,7 +145,9 @@ class RecordStore:
             seen = tx.execute("SELECT lines FROM rec_ingested WHERE job_id = ? AND task = ?",
                               (job_id, task.dirname))
             start = max(seen[0][0] if seen else 0, task.imported)
-            fresh = task.records[start:]
+            self._retime(tx, scope, target_key, task, start)
+            fresh = [_at_verified(task, start + i, r)
+                     for i, r in enumerate(task.records[start:])]
             if not fresh:
                 continue
             self._add(tx, scope, target_key, task, fresh, job_id, imported=False)
@@ -165,6 +192,18 @@ class RecordStore:
             "INSERT INTO rec_trials (scope, target_key, shash, trials) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(scope, target_key, shash) DO UPDATE SET trials = trials + ?",
             (scope, target_key, task.shash, len(records), len(records)))
+
+    def _retime(self, tx: _Transaction, scope: str, target_key: str, task: TaskRecords,
+                upto: int) -> None:
+        """Records kept already (lines before `upto`, reused ones too) that the job's
+        verification timed again: they are kept at that time from now on."""
+        for line, seconds in task.verified.items():
+            if line < upto:
+                record = _at_verified(task, line, task.records[line])
+                tx.execute("UPDATE rec_records SET mean_s = ?, record = ? WHERE scope = ? AND "
+                           "target_key = ? AND shash = ? AND trace_hash = ?",
+                           (seconds, json.dumps(record.to_json()), scope, target_key,
+                            task.shash, _trace_hash(record)))
 
     def _maybe_keep_model(self, tx: _Transaction, scope: str, target_key: str, added: int,
                           staged: Path) -> None:

@@ -52,6 +52,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
                    "trials": t.trials, "best_us": t.best_us, "verified_us": t.verified_us}
                   for i, t in zip(infos, progress.tasks, strict=True)],
         "curve": progress.curve, "inputs": [s.to_dict() for s in specs],
+        "known": progress.known, "goal_checks": progress.goal_checks,
         "tvm_version": tvm.__version__,
     }
     write_json(out / "report.json", report)

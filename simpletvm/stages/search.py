@@ -42,7 +42,10 @@ def _measured(path: Any) -> set[str]:
     return set(path.read_text().split()) if path.exists() else set()
 
 
-def _propose(ctx: StageContext, spec: JobSpec, index: int, batch: int) -> list[dict[str, Any]]:
+def _propose(ctx: StageContext, spec: JobSpec, index: int,
+             batch: int) -> tuple[list[dict[str, Any]], int]:
+    """Up to `batch` new candidates of task `index`, and how many times the evolutionary search
+    ran for them (it runs again while most of what it proposes was measured already)."""
     import tvm
     from tvm.s_tir.meta_schedule.runner import RunnerResult
 
@@ -58,7 +61,8 @@ def _propose(ctx: StageContext, spec: JobSpec, index: int, batch: int) -> list[d
                     cost_model=context.cost_model(job.cost_model_path, ctx.threads))
     seen = _measured(task_dir / "measured.txt")
     out: list[dict[str, Any]] = []
-    for _ in range(MAX_ATTEMPTS):
+    attempts = 0
+    for attempts in range(1, MAX_ATTEMPTS + 1):  # noqa: B007  (the count is returned)
         proposed = tctx.generate_measure_candidates()
         if not proposed:
             break
@@ -72,7 +76,7 @@ def _propose(ctx: StageContext, spec: JobSpec, index: int, batch: int) -> list[d
         # mark this batch measured so the next call proposes different schedules
         tctx.notify_runner_results(proposed, [RunnerResult([1.0], None)] * len(proposed))
     tctx.post_tuning()
-    return out
+    return out, attempts
 
 
 def replayed(source: str, round_: int) -> dict[str, Any]:
@@ -114,7 +118,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
             "exhausted_tasks": plan["exhausted_tasks"], "verify": verify, "goal_check": goal,
             "verified_tasks": verification.verified_tasks(plan),
             "done": plan["task"] is None and not verify and not goal,
-            "trials_total": progress.trials,
+            "trials_total": progress.trials, "attempts": plan.get("attempts", 0),
             "estimated_latency_us": progress.estimated_latency_us(infos),
             **warmstart.reused(progress)}
 
@@ -122,11 +126,13 @@ def run(ctx: StageContext) -> dict[str, Any]:
 def _search(ctx: StageContext, spec: JobSpec, progress: Progress) -> dict[str, Any]:
     exhausted: list[int] = []
     batch = max(1, min(spec.batch_size, spec.trials - progress.trials))
-    index, found = next_task(progress, spec, set()), []
+    index, found, attempts = next_task(progress, spec, set()), [], 0
     while index is not None:
-        found = _propose(ctx, spec, index, batch)
+        found, tries = _propose(ctx, spec, index, batch)
+        attempts += tries
         if found:
             break
         exhausted.append(index)
         index = next_task(progress, spec, set(exhausted))
-    return {"task": index, "candidates": found, "exhausted_tasks": exhausted}
+    return {"task": index, "candidates": found, "exhausted_tasks": exhausted,
+            "attempts": attempts}

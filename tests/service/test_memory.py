@@ -200,3 +200,51 @@ def test_the_memory_survives_kill_9_of_the_daemon_mid_update(tmp_path: Path) -> 
         for a in agents:
             a.stop()
         daemon.stop()
+
+
+def _bundle(files: dict[str, str]) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_records_are_kept_at_their_verified_time(tmp_path: Path) -> None:
+    """A record the job's verification timed again is kept at that time, also when it was
+    kept already (a reused one): a lucky search batch does not hand its luck on."""
+    from scheduler.service.blobs import BlobStore
+    from scheduler.service.recordstore import RecordStore, parse_state
+    from scheduler.service.store import Store
+
+    store = Store(tmp_path / "s.db")
+    memory = RecordStore(store, BlobStore(tmp_path / "blobs"), keep=8)
+
+    def line(i: int, secs: float) -> str:
+        return json.dumps([0, [[["fake", i]], [secs], TWO, []]])
+
+    files = {"tasks/index.json": json.dumps([{"index": 0, "name": "t", "weight": 1,
+                                              "flops": 1.0, "shash": "w"}]),
+             "tasks/00/db/database_workload.json": '["w", "ir"]\n',
+             "tasks/00/db/database_tuning_record.json": line(0, 1e-4) + "\n" + line(1, 2e-4),
+             "tasks/00/measured.txt": "h0\nh1\n", "progress.json": "{}"}
+
+    def best() -> list[float]:
+        known = memory.known("", "key", ["w"])["tasks"]["w"]["records"]
+        return [r[1][0] for r in known]
+
+    with store.transaction() as tx:
+        memory.ingest(tx, "job-1", "", "key", parse_state(_bundle(files)))
+    assert best() == [1e-4, 2e-4]  # the search's times, best first
+    files["tasks/00/verified.json"] = json.dumps({"kept": "h1", "candidates": [
+        {"hash": "h0", "verified_us": 300.0}, {"hash": "h1", "verified_us": 150.0}]})
+    with store.transaction() as tx:  # the job's last learn: no new lines, a verification
+        assert memory.ingest(tx, "job-1", "", "key", parse_state(_bundle(files))) == 0
+    assert best() == [1.5e-4, 3e-4]  # re-timed: the lucky one is no longer first
+    assert memory.known("", "key", ["w"])["tasks"]["w"]["trials"] == 2  # counted once

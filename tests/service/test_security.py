@@ -145,3 +145,19 @@ def test_tls_serves_trusting_clients_and_refuses_plaintext(tmp_path) -> None:
             assert _denied(wrong_ca.jobs) == grpc.StatusCode.UNAVAILABLE
     finally:
         svc.stop()
+
+
+def test_only_admins_import_records(secured, tmp_path) -> None:
+    """Imported records reach every user's jobs: under access control only admins add them."""
+    db = tmp_path / "db"
+    db.mkdir()
+    (db / "database_workload.json").write_text('["w", "ir"]\n')
+    record = [0, [[["fake", 1]], [1e-5], {"kind": "llvm", "num-cores": 2}, []]]
+    (db / "database_tuning_record.json").write_text(json.dumps(record) + "\n")
+    target = json.dumps({"kind": "llvm", "num-cores": 2})
+    with _as(secured, "alice") as alice, _as(secured, "root") as root:
+        assert _denied(lambda: alice.import_records(db, target, "a CPU")) == \
+            grpc.StatusCode.PERMISSION_DENIED
+        assert alice.record_stats() == []
+        assert root.import_records(db, target, "a CPU").records == 1
+        assert [k.imported for k in alice.record_stats()] == [1]  # shared: everyone sees it

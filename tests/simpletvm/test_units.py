@@ -164,3 +164,15 @@ def test_tasks_too_small_to_tune_are_done_and_do_not_block_the_estimate() -> Non
     assert progress.estimated_latency_us(infos) is None  # the dense has no measurement yet
     progress.tasks[2].best_us = 2.0
     assert progress.estimated_latency_us(infos) == 7.0  # the untuned reshape counts as nothing
+
+
+def test_known_trials_count_toward_the_budget_without_starving_new_layers() -> None:
+    from simpletvm.warmstart import apportion
+
+    two = Progress(tasks=[TaskProgress(), TaskProgress()])
+    assert apportion({0: 33, 1: 31}, 64, two) == {0: 33, 1: 31}  # resubmitted: nothing new
+    assert apportion({0: 33, 1: 31}, 128, two) == {0: 33, 1: 31}  # twice: the difference
+    four = Progress(tasks=[TaskProgress() for _ in range(4)] + [TaskProgress(exhausted=True)])
+    shared = apportion({0: 100, 1: 28}, 128, four)  # two of four tasks known, one heavily
+    assert sum(shared.values()) == 64 and shared == {0: 50, 1: 14}  # 64 left for the new two
+    assert apportion({}, 64, four) == {}
