@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from simpletvm.context import tune_context
 from simpletvm.intrinsics import ensure_intrinsics
 from simpletvm.targets import TargetSpec, num_cores, to_tvm
 from simpletvm.tasks import fuse
@@ -56,8 +57,7 @@ def tune(mod: Any, target: TargetSpec, work_dir: str | Path, trials: int, batch_
         database = ms.database.JSONDatabase(work_dir=str(folder), module_equality="structural")
         known = sum(len(database.get_top_k(database.commit_workload(t.dispatched[0]), 1 << 30))
                     for t in extracted)
-    contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-        extracted, str(work_dir), strategy="evolutionary", num_threads=threads, seed=seed)
+    contexts, weights = tune_contexts(extracted, target, threads, seed)
     started = time.perf_counter()
     if trials > known:
         database = ms.tune_tasks(
@@ -68,6 +68,25 @@ def tune(mod: Any, target: TargetSpec, work_dir: str | Path, trials: int, batch_
                 extractor="per-store-feature", num_tuning_cores=threads,
                 adaptive_training=True))
     return database, time.perf_counter() - started, known
+
+
+def tune_contexts(extracted: list[Any], target: TargetSpec, threads: int,
+                  seed: int | None) -> tuple[list[Any], list[float]]:
+    """TuneContexts and weights of the extracted tasks, as TVM's
+    `extracted_tasks_to_tune_contexts` makes them but without its per-task log files: that
+    helper reconfigures the process's logging (`logging.config.dictConfig`, which closes every
+    named handler) and fails when a non-propagating TVM logger holds an unnamed handler, as
+    pytest's log capture adds."""
+    from tvm.s_tir.meta_schedule.utils import fork_seed
+
+    contexts, weights = [], []
+    for task, rand_state in zip(extracted, fork_seed(seed, n=len(extracted)), strict=True):
+        if task.mod.attrs.get("tirx.is_scheduled", False):
+            continue  # scheduled by hand: nothing to tune
+        contexts.append(tune_context(task.dispatched[0], target, task.task_name, rand_state,
+                                     threads))
+        weights.append(task.weight)
+    return contexts, weights
 
 
 def memory_dir(root: str | Path, target: TargetSpec) -> Path:
