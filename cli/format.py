@@ -40,6 +40,8 @@ def job_table_rows(infos: list[Any]) -> list[str]:
     for j in infos:
         lines.append(f"{j.job_id:<16} {j.name[:14]:<14} {j.state:<10} {j.stage or '-':<8} "
                      f"{j.trials_done:>5}/{j.trial_budget:<5} {us(j.best_latency_us or None):>10}")
+        if j.waiting:
+            lines.append(f"{'':<16} waits: {j.waiting}")
     return lines
 
 
@@ -50,6 +52,8 @@ def job_lines(j: Any) -> list[str]:
              f"progress  {j.trials_done}/{j.trial_budget} trials, round {j.round}"
              + (f", stage {j.stage} on {j.host_id}" if j.stage else ""),
              f"best      {us(j.best_latency_us or None)}"]
+    if j.waiting:
+        lines.append(f"waits     {j.waiting}")
     if j.reused_records:
         tasks = f"{j.reused_tasks}/{j.tasks}" if j.tasks else str(j.reused_tasks)
         lines.append(f"reused    {j.reused_records} records for {tasks} tasks; new trials "

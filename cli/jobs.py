@@ -59,6 +59,9 @@ def submit(model: str, connect: Any, input_shapes: tuple[tuple[str, list[int]], 
     with connect() as client:
         info = client.submit(spec, data)
     click.echo(f"submitted {info.name} ({info.model}, {info.trial_budget} trials)")
+    if info.waiting:
+        click.echo(f"warning: no registered runner can run this job ({info.waiting}); it waits "
+                   "until one registers, or cancel it", err=True)
     click.echo(info.job_id)
 
 

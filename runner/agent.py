@@ -56,6 +56,14 @@ def _forget_version(job: JobDir) -> None:
             path.unlink(missing_ok=True)
 
 
+def stage_request(start: pb.StartStage, job_dir: str) -> StageRequest:
+    """The stage process a StartStage asks for: its lease's cores and exactly its GPUs (none
+    for a lease without one: the process then sees no GPU at all)."""
+    lease = start.lease
+    return StageRequest(start.stage, job_dir, start.round, list(lease.cores), list(lease.gpus),
+                        start.timeout_s or None)
+
+
 class Agent:
     """One runner: `run(stop)` connects, serves leases, reconnects with backoff until `stop`."""
 
@@ -100,6 +108,7 @@ class Agent:
                 delay = 0.2  # the last session lived a while: reconnect quickly
             self._stop.wait(delay)
             delay = min(delay * 2, self.config.reconnect_max_s)
+        self.meter.close()  # other runners on the host stop counting this one as ours
 
     def stop(self) -> None:
         self._stop.set()
@@ -180,9 +189,7 @@ class Agent:
             job = self._prepare(start)
             if start.stage == "search":
                 self._fetch_known(job, start)
-            request = StageRequest(start.stage, str(job.root), start.round, list(lease.cores),
-                                   list(lease.gpus) if lease.gpus else None,
-                                   start.timeout_s or None)
+            request = stage_request(start, str(job.root))
             process = self.executor.start(request)
             with self.lock:
                 revoked = lease.lease_id not in self.running
@@ -201,8 +208,10 @@ class Agent:
                 self.paused.discard(lease.lease_id)
             if revoked:
                 return  # the scheduler took the lease back: it does not want this result
-            if outcome.ok and start.stage in ("extract", "learn", "compile"):
-                self._upload(job, start, "result" if start.stage == "compile" else "state")
+            if outcome.ok and start.stage in ("extract", "learn"):
+                self._upload(job, start, "state")
+            elif outcome.ok and outcome.result.get("final"):  # the final benchmark: report
+                self._upload(job, start, "result")
         except grpc.RpcError as exc:
             # the scheduler went away (or is restarting): not the stage's fault. Send nothing;
             # the lease is revoked when this runner re-registers, and the stage runs again.

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 
 from simpletvm.tuningdb import cpu_model, gpu_models
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,28 +59,81 @@ def detect(host_id: str | None = None, cores: list[int] | None = None,
     )
 
 
+RUNNERS_DIR = Path(tempfile.gettempdir()) / "tunesched-runners"
+
+
 class LoadMeter:
-    """Host CPU load that our own stage processes do not explain, as a 0..1 fraction.
+    """Host CPU load that no tunesched runner on the host explains, as a 0..1 fraction.
 
     Each call measures since the previous call: host busy CPU-seconds minus the CPU-seconds of
-    this runner's process tree, over the interval times the host's core count.
+    the process trees of every runner agent on this host (their stages, fork servers and
+    workers), over the interval times the host's core count. Runners find each other through
+    `registry`: each meter announces its process there (a file named pid-start time, removed
+    by `close`; one left by a dead runner is ignored and removed). Runners that cannot see
+    each other's processes (separate containers) count each other as foreign.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, registry: Path = RUNNERS_DIR) -> None:
         self._me = psutil.Process()
+        self._registry = registry
+        self._announcement = registry / f"{self._me.pid}-{self._me.create_time():.3f}"
+        try:
+            registry.mkdir(mode=0o1777, parents=True, exist_ok=True)  # runners of any user
+            self._announcement.touch()
+        except OSError as exc:
+            log.warning("cannot announce this runner in %s (%s): other runners on this host "
+                        "will count its stages as foreign load", registry, exc)
         self._last = self._sample()
 
-    def _ours(self) -> float:
-        total = 0.0
-        for proc in [self._me, *self._me.children(recursive=True)]:
+    def close(self) -> None:
+        """Take this runner's announcement back."""
+        self._announcement.unlink(missing_ok=True)
+
+    def _runners(self) -> dict[str, psutil.Process]:
+        """Every announced runner process that is alive, this one included."""
+        found = {self._announcement.name: self._me}
+        try:
+            entries = list(self._registry.iterdir())
+        except OSError:
+            return found
+        for entry in entries:
+            if entry.name in found:
+                continue
             try:
-                t = proc.cpu_times()
-                total += t.user + t.system + t.children_user + t.children_system
+                pid, created = entry.name.split("-", 1)
+                proc = psutil.Process(int(pid))
+                if abs(proc.create_time() - float(created)) > 0.01:  # the pid was reused
+                    raise psutil.NoSuchProcess(int(pid))
+            except (ValueError, psutil.Error):
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+                continue
+            found[entry.name] = proc
+        return found
+
+    def _ours(self) -> dict[str, float]:
+        """CPU-seconds so far of each runner's process tree (a process counted once)."""
+        seen: set[int] = set()
+        out = {}
+        for name, root in self._runners().items():
+            try:
+                tree = [root, *root.children(recursive=True)]
             except psutil.Error:
                 continue
-        return total
+            total = 0.0
+            for proc in tree:
+                if proc.pid in seen:
+                    continue
+                seen.add(proc.pid)
+                try:
+                    t = proc.cpu_times()
+                    total += t.user + t.system + t.children_user + t.children_system
+                except psutil.Error:
+                    continue
+            out[name] = total
+        return out
 
-    def _sample(self) -> tuple[float, float, float]:
+    def _sample(self) -> tuple[float, dict[str, float], float]:
         cpu = psutil.cpu_times()
         busy = cpu.user + cpu.system + getattr(cpu, "nice", 0.0) + getattr(cpu, "irq", 0.0) \
             + getattr(cpu, "softirq", 0.0)
@@ -87,7 +146,9 @@ class LoadMeter:
         span = total - last_total
         if span <= 0:
             return 0.0
-        return min(1.0, max(0.0, (busy - last_busy - max(0.0, ours - last_ours)) / span))
+        explained = sum(max(0.0, cpu - last_ours[name]) for name, cpu in ours.items()
+                        if name in last_ours)  # a runner seen first now: from its next call
+        return min(1.0, max(0.0, (busy - last_busy - explained) / span))
 
 
 class ZeroLoad:
@@ -96,3 +157,6 @@ class ZeroLoad:
 
     def foreign_load(self) -> float:
         return 0.0
+
+    def close(self) -> None:
+        """Nothing to take back."""

@@ -74,4 +74,5 @@ def drive(job: JobDir, executor: Executor, cores: list[int] | None = None,
         if learned["done"]:
             break
     stage("compile")
+    stage("profile", round_)  # the final benchmark
     return read_json(job.result_dir / "report.json")

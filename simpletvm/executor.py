@@ -60,6 +60,7 @@ class StageOutcome:
     cpu_s: float = 0.0  # user + system CPU seconds of the stage and its waited-for workers
     paused_at: list[float] = field(default_factory=list)  # stopped for a host-exclusive
     resumed_at: list[float] = field(default_factory=list)  # profile, and continued: pairwise
+    cuda_env: dict[str, str] = field(default_factory=dict)  # the CUDA_* variables it ran with
 
     @property
     def ok(self) -> bool:
@@ -108,8 +109,17 @@ def pin(cores: list[int] | None, gpus: list[int] | None) -> None:
         threads = str(len(cores))
         os.environ.update(TVM_NUM_THREADS=threads, OMP_NUM_THREADS=threads,
                           TVM_BIND_THREADS="0")  # TVM would re-bind its threads outside the mask
-    if gpus is not None:
+    if gpus is not None:  # [] hides every GPU: a stage without a GPU lease touches none
+        os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # CUDA's ids are then nvidia-smi's
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+
+
+def cuda_env() -> dict[str, str]:
+    """The CUDA device variables of this process."""
+    return {k: v for k, v in os.environ.items() if k in _CUDA_VARS}
+
+
+_CUDA_VARS = ("CUDA_DEVICE_ORDER", "CUDA_VISIBLE_DEVICES")
 
 
 def cpu_seconds() -> float:
@@ -126,13 +136,14 @@ def execute(request: StageRequest) -> StageOutcome:
     try:
         result = run_stage(request.stage, request.job_dir, request.round, cores, request.gpus)
         return StageOutcome(request.stage, "ok", result, pid=os.getpid(), started=started,
-                            finished=time.time(), cores=cores, cpu_s=cpu_seconds() - cpu0)
+                            finished=time.time(), cores=cores, cpu_s=cpu_seconds() - cpu0,
+                            cuda_env=cuda_env())
     except Exception as exc:
         message = f"{type(exc).__name__}: {last_line(exc)}"
         return StageOutcome(request.stage, "error", error=message,
                             traceback=traceback.format_exc(), pid=os.getpid(),
                             started=started, finished=time.time(), cores=cores,
-                            cpu_s=cpu_seconds() - cpu0)
+                            cpu_s=cpu_seconds() - cpu0, cuda_env=cuda_env())
 
 
 def child_main(request: dict[str, Any], outcome_path: str) -> None:

@@ -22,7 +22,7 @@ __all__ = ["DEFAULT_SECONDS", "Durations", "SleepExecutor", "SleepStage"]
 
 # Seconds per stage kind, short for fast tests: about 1/20 of the 2-core llvm build, profile and
 # (matmul) search times of docs/design.md section 1; extract and learn are floors, and compile
-# is 1/20 of an assumed 10 s (section 1.3 checks each against the measurements).
+# is 1/20 of an assumed 10 s, longer than the measured compile (section 1.3 checks each).
 DEFAULT_SECONDS: Mapping[str, float] = {
     "extract": 0.05, "search": 0.2, "build": 0.2, "profile": 0.25, "learn": 0.05,
     "compile": 0.5}

@@ -163,6 +163,11 @@ class JobDir:
     def result_dir(self) -> Path:
         return self.root / "result"
 
+    @property
+    def final_dir(self) -> Path:
+        """The compiled models the final benchmark times (not part of any bundle)."""
+        return self.root / "final"
+
     def task_dir(self, info: TaskInfo) -> Path:
         return self.root / "tasks" / info.dirname
 

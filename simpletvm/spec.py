@@ -28,7 +28,8 @@ MAX_NAME = 200
 MAX_INPUT_DIM = 1 << 16           # one input dimension
 MAX_INPUT_ELEMENTS = 1 << 28      # one input tensor (1 GiB of float32)
 MAX_VERIFY = 64                   # verification candidates per task, and passes
-TARGET_KINDS = ("llvm", "cuda", "rocm", "metal", "vulkan", "opencl")
+TARGET_KINDS = ("llvm", "cuda")  # what the scheduler can lease a device for
+UNSUPPORTED_KINDS = ("rocm", "metal", "vulkan", "opencl")  # TVM targets tunesched cannot run
 CPU_PROFILE_MODES = ("host", "cores")
 TARGET_HELP = 'use "cpu", "cuda", or a JSON dict such as {"kind": "llvm", "num-cores": 2}'
 
@@ -147,6 +148,9 @@ def check_target(target: Any) -> dict[str, Any]:
     if not isinstance(target, Mapping) or not isinstance(target.get("kind"), str):
         raise TargetError(f"target needs a 'kind': {TARGET_HELP}")
     target = dict(target)
+    if target["kind"] in UNSUPPORTED_KINDS:
+        raise TargetError(f"target kind {target['kind']!r} is not supported: tunesched tunes "
+                          f"llvm (CPU) and cuda targets only; {TARGET_HELP}")
     if target["kind"] not in TARGET_KINDS:
         raise TargetError(f"unknown target kind {target['kind']!r}: {TARGET_HELP}")
     cores = target.get("num-cores")

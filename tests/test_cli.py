@@ -80,7 +80,7 @@ def test_report_and_table_lines() -> None:
                           trials_done=32, trial_budget=64, best_latency_us=0.0, model="zoo:mlp",
                           target_json="{}", user="alice", priority=0, round=1, host_id="box",
                           tuned_latency_us=0.0, untuned_latency_us=0.0, error="",
-                          reused_records=0, reused_tasks=0, known_trials=0, tasks=1)
+                          reused_records=0, reused_tasks=0, known_trials=0, tasks=1, waiting="")
     header, row = job_table_rows([job])
     assert header.split() == ["job", "name", "state", "stage", "trials", "best"]
     assert row.split() == ["job-1", "mlp", "running", "search", "32/64", "-"]

@@ -39,6 +39,8 @@ def test_a_spec_is_frozen_and_names_itself_after_its_model() -> None:
     ({"priority": 1001}, "priority must be between -1000 and 1000"),
     ({"latency_goal_us": 0.0}, "latency goal must be positive"),
     ({"target": {"kind": "tpu"}}, "unknown target kind 'tpu'"),
+    *[({"target": {"kind": kind}}, f"target kind '{kind}' is not supported")
+      for kind in ("rocm", "metal", "vulkan", "opencl")],  # once scheduled as llvm
     ({"target": {"kind": "llvm", "num-cores": 0}}, "num-cores must be a positive integer"),
     ({"model": "zoo:vgg"}, "unknown zoo model 'vgg'"),
     ({"model": "zoo:mlp", "input_shapes": {"x": [1, 2, 3]}}, "has rank 3"),

@@ -17,6 +17,7 @@ __all__ = [
     "Command",
     "JobRejected",
     "JobStateChanged",
+    "JobWaiting",
     "MoveJob",
     "PauseLease",
     "ResultRejected",
@@ -121,13 +122,23 @@ class JobRejected:
     cause: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class JobWaiting:
+    """A queued job no registered runner can ever host, and why (one line); reason "" when it
+    can be placed again."""
+
+    job_id: str
+    reason: str
+    cause: str = ""
+
+
 Command = (StartStage | RevokeLease | PauseLease | ResumeLease | JobStateChanged | MoveJob
-           | ResultRejected | JobRejected)
+           | ResultRejected | JobRejected | JobWaiting)
 
 COMMAND_TYPES: Mapping[str, type] = {
     cls.__name__: cls
     for cls in (StartStage, RevokeLease, PauseLease, ResumeLease, JobStateChanged, MoveJob,
-                ResultRejected, JobRejected)
+                ResultRejected, JobRejected, JobWaiting)
 }
 
 

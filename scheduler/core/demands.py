@@ -3,7 +3,8 @@
 Defaults follow docs/design.md section 1 (one 32-candidate round on a 2-core llvm host):
 extract and learn take one core; search is CPU-bound and many cores help; build compiles
 candidates in parallel; profile owns the device being tuned (a GPU for cuda, the host's cores,
-by default the whole host, for llvm); compile is CPU only with several cores.
+by default the whole host, for llvm); compile is CPU only and single-threaded (measured: its CPU
+seconds equal its wall seconds, docs/design.md section 1.2).
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ _CPU = {
     StageKind.SEARCH: StageDemand(1, 8, memory_mb=2048),
     StageKind.BUILD: StageDemand(1, 8, memory_mb=2048),
     StageKind.LEARN: StageDemand(1, 1, memory_mb=1024),
-    StageKind.COMPILE: StageDemand(1, 4, memory_mb=4096),
+    StageKind.COMPILE: StageDemand(1, 1, memory_mb=4096),  # one thread: CPU s = wall s
 }
 
 DEFAULT_DEMANDS: Mapping[tuple[TargetKind, StageKind], StageDemand] = {

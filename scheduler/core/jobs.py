@@ -26,6 +26,7 @@ __all__ = [
     "Stage",
     "StageState",
     "next_stage_kind",
+    "stage_after_move",
 ]
 
 
@@ -56,9 +57,9 @@ JOB_TRANSITIONS: TransitionTable = {
     (JobState.RUNNING, JobState.FAILED): "stage retries exhausted",
     # JobCancelled while tuning; its lease is revoked.
     (JobState.RUNNING, JobState.CANCELLED): "cancelled while running",
-    # Compile + final benchmark reported success.
+    # Compile, then the final benchmark (a profile stage) reported success.
     (JobState.FINISHING, JobState.DONE): "compiled",
-    # Compile failed more than max_stage_retries times.
+    # Compile or the final benchmark failed more than max_stage_retries times.
     (JobState.FINISHING, JobState.FAILED): "compile retries exhausted",
     # JobCancelled while compiling; its lease is revoked.
     (JobState.FINISHING, JobState.CANCELLED): "cancelled while finishing",
@@ -163,6 +164,12 @@ class Job:
         """True once done, failed or cancelled."""
         return self.state in TERMINAL_JOB_STATES
 
+    @property
+    def benchmarking(self) -> bool:
+        """True while the job's stage is its final benchmark (the profile after compile)."""
+        return (self.state is JobState.FINISHING and self.stage is not None
+                and self.stage.kind is StageKind.PROFILE)
+
     def transition(self, new: JobState, now: float, reason: str) -> str:
         """Move to `new`, returning the old state's name; raises InvalidTransition."""
         old = self.state
@@ -233,9 +240,11 @@ def next_stage_kind(job: Job, finished: StageKind, result: Mapping[str, Any]) ->
     `best_latency_us`; search: `exhausted` or `done` (no new candidates: tuning ends);
     learn: `trials_total`, `estimated_latency_us`, `done` (whether tuning is over; without it:
     when the trial budget is spent or the latency goal met); search may also carry
-    `trials_total` and `estimated_latency_us` (a warm start counts known trials);
-    compile: `best_latency_us`.
+    `trials_total` and `estimated_latency_us` (a warm start counts known trials).
+    A finishing job runs compile, then one more profile (the final benchmark), then is done.
     """
+    if finished is StageKind.PROFILE and job.state is JobState.FINISHING:
+        return None  # the final benchmark (after compile): the job is done
     if finished is StageKind.PROFILE:
         batch = min(job.spec.batch_size, max(job.spec.trials - job.trials_done, 0))
         job.trials_done += int(result.get("trials", result.get("measured", batch)))
@@ -262,8 +271,20 @@ def next_stage_kind(job: Job, finished: StageKind, result: Mapping[str, Any]) ->
         job.round += 1
         return StageKind.SEARCH
     if finished is StageKind.COMPILE:
-        latency = result.get("best_latency_us")
-        if latency is not None:
-            job.best_latency_us = float(latency)
-        return None
+        return StageKind.PROFILE  # the final benchmark, alone on the device like any profile
     raise ValueError(f"unknown stage kind {finished!r}")  # pragma: no cover
+
+
+def stage_after_move(job: Job) -> StageKind | None:
+    """The stage a job moved to another host starts again at (None: its stage runs there as
+    it is). The new host has the job's state as of the last learn only: a round's candidates,
+    artifacts and timings stayed behind, so the round starts again at search; so did the
+    compiled models, so a final benchmark starts again at compile."""
+    stage = job.stage
+    if stage is None:
+        return None
+    if job.benchmarking:
+        return StageKind.COMPILE
+    if stage.kind in (StageKind.BUILD, StageKind.PROFILE, StageKind.LEARN):
+        return StageKind.SEARCH
+    return None

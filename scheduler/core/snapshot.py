@@ -1,8 +1,9 @@
 """snapshot/restore: the whole state as plain, JSON-able data and back.
 
 Only primary data is stored (config, policy, hosts, runners, jobs with their current stage,
-active leases, fair-share usage, estimates, counters); every index is rebuilt, and in the same
-order, so a restored state answers every later event exactly as the original would.
+active leases, fair-share usage, estimates, counters, the jobs no runner can host); every index
+is rebuilt, and in the same order, so a restored state answers every later event exactly as the
+original would.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def snapshot(state: SchedulerState) -> dict[str, Any]:
         "leases": [lease.to_dict() for lease in state.leases.values()],
         "fair": state.fair.to_dict(),
         "estimates": state.estimates.to_dict(),
+        "waiting": dict(state.waiting.jobs),
     }
 
 
@@ -71,6 +73,7 @@ def _restore(cls: type[SchedulerState], data: Mapping[str, Any],
     state.leases_granted = data["leases_granted"]
     state.fair = FairShare.from_dict(data["fair"])
     state.estimates = Estimates.from_dict(data["estimates"])
+    state.waiting.jobs = dict(data.get("waiting", {}))
     for h in data["hosts"]:
         host = state.hosts[h["host_id"]] = Host(h["host_id"], h["seq"])
         host.foreign_load = h["foreign_load"]
@@ -103,7 +106,7 @@ def _restore_job(state: SchedulerState, data: Mapping[str, Any]) -> None:
     state.fair.job_added(job.spec.user)
     if job.host_id is not None:
         state.placed_jobs += 1
-    elif job.stage.state is StageState.PENDING:
+    elif job.stage.state is StageState.PENDING and job.job_id not in state.waiting.jobs:
         state.queue.push(job)
 
 

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import pausing
+from . import hosting, pausing
 from .commands import (
     Command,
     JobRejected,
@@ -25,9 +25,9 @@ from .commands import (
     StartStage,
 )
 from .config import SchedulerConfig
-from .demands import Exclusivity, StageKind, TargetKind, job_demands
+from .demands import Exclusivity, StageKind, job_demands
 from .errors import ConfigError, SchedulerError
-from .estimates import Estimates
+from .estimates import BENCHMARK, Estimates
 from .events import (
     Event,
     HeartbeatReceived,
@@ -41,7 +41,7 @@ from .events import (
     Tick,
 )
 from .fairshare import AdmissionQueue, FairShare
-from .jobs import Job, JobState, StageState, next_stage_kind
+from .jobs import Job, JobState, StageState, next_stage_kind, stage_after_move
 from .leases import LEASE_TRANSITIONS, Lease, LeaseState
 from .policies import Policy, get_policy
 from .policies.base import Placement
@@ -73,11 +73,12 @@ class SchedulerState:
         self.fair = FairShare()
         self.estimates = Estimates(self.config.estimate_alpha)
         self.queue = AdmissionQueue(self.config.aging_per_s)
+        self.waiting = hosting.WaitingRoom()  # unplaced jobs no runner can host, and why
         self.placed_jobs = 0
         self.events_handled = 0
         self.leases_granted = 0
         self._expiry: list[tuple[float, int, str]] = []
-        self._room: dict[str, list[tuple[int, int, str]]] = {}
+        self.room: dict[str, list[tuple[int, int, str]]] = {}  # kind -> heap of hosts with room
         self._dirty: dict[str, None] = {}
         self._resumed = False  # some ResumeLease went out in this handle() call
         self.cause = ""  # the cause of the event being handled; its commands carry it
@@ -154,6 +155,7 @@ class SchedulerState:
         self.runners[runner.runner_id] = runner
         host.runners[runner.runner_id] = runner
         host.recompute_offer()
+        hosting.runner_came(self, out)
         self._host_changed(host)
 
     def _on_runner_lost(self, ev: RunnerLost, now: float, out: list[Command]) -> None:
@@ -170,14 +172,14 @@ class SchedulerState:
         host = self.hosts[runner.host_id]
         del host.runners[runner_id]
         host.recompute_offer()
+        hosting.runner_went(self, out)
         for job_id in list(host.jobs):
             job = self.jobs[job_id]
-            kind = job.spec.target_kind
-            if not host.can_serve(kind, kind == TargetKind.CUDA):
+            if not hosting.host_can_host(host, job):
                 if job.stage.state is StageState.RUNNING:
                     lease = self.leases[job.stage.lease_id]
                     self._kill_lease(lease, LeaseState.REVOKED, now, "host cannot serve job", out)
-                self._unplace(job)
+                self._unplace(job, out)
         self._host_changed(host)
 
     def _on_heartbeat(self, ev: HeartbeatReceived, now: float, out: list[Command]) -> None:
@@ -214,9 +216,9 @@ class SchedulerState:
         job.history.append((now, "", JobState.QUEUED, "submitted"))
         job.new_stage(StageKind.EXTRACT, 0, 0, now)
         self.fair.job_added(spec.user)
-        self.queue.push(job)
         out.append(JobStateChanged(spec.job_id, "", JobState.QUEUED.value, "submitted",
                                    self.cause))
+        hosting.enqueue(self, job, out)
 
     def _on_job_cancelled(self, ev: JobCancelled, now: float, out: list[Command]) -> None:
         job = self.jobs.get(ev.job_id)
@@ -241,6 +243,7 @@ class SchedulerState:
         self.fair.job_ended(job.spec.user)
         if job.host_id is None:
             self.queue.remove(job.job_id)
+            self.waiting.jobs.pop(job.job_id, None)
         else:
             host = self.hosts[job.host_id]
             del host.jobs[job.job_id]
@@ -262,21 +265,19 @@ class SchedulerState:
 
     @staticmethod
     def _restart_round(job: Job) -> None:
-        """A moved job's new host has its state as of the last learn only: the round's
-        candidates, artifacts and timings stayed behind, so the round starts again at search."""
-        stage = job.stage
-        if stage is not None and stage.kind in (StageKind.BUILD, StageKind.PROFILE,
-                                                StageKind.LEARN):
+        again = stage_after_move(job)
+        if again is not None:
+            stage = job.stage
             stage.transition(StageState.REVOKED, stage.pending_since, "job moved host")
-            job.new_stage(StageKind.SEARCH, stage.round, 0, stage.pending_since)
+            job.new_stage(again, stage.round, 0, stage.pending_since)
 
-    def _unplace(self, job: Job) -> None:
+    def _unplace(self, job: Job, out: list[Command]) -> None:
         host = self.hosts[job.host_id]
         del host.jobs[job.job_id]
         host.ready.pop(job.job_id, None)
         job.host_id = None
         self.placed_jobs -= 1
-        self.queue.push(job)
+        hosting.enqueue(self, job, out)
 
     # ---------------------------------------------------------------- results
 
@@ -307,7 +308,7 @@ class SchedulerState:
         kind = stage.kind
         cores = len(lease.core_ids)
         duration = lease.running_s(now)
-        self.estimates.observe(job, kind,
+        self.estimates.observe(job, BENCHMARK if job.benchmarking else kind,
                                duration if kind is StageKind.PROFILE else duration * cores)
         following = next_stage_kind(job, kind, ev.result)
         if following is None:
@@ -445,45 +446,34 @@ class SchedulerState:
         count = len(host.jobs)
         if host.runners and count < self.policy.max_jobs_on_host(self, host):
             for kind in host.target_kinds:
-                heap = self._room.setdefault(kind, [])
+                heap = self.room.setdefault(kind, [])
                 heapq.heappush(heap, (count, host.seq, host.host_id))
                 if len(heap) > 4 * len(self.hosts) + 16:  # drop stale entries now and then
-                    self._room[kind] = self._hosts_with_room(kind)
+                    self.room[kind] = hosting.hosts_with_room(self, kind)
         self._dirty[host.host_id] = None
-
-    def _hosts_with_room(self, kind: str) -> list[tuple[int, int, str]]:
-        """A fresh room heap for `kind`: one entry per host that has room now."""
-        heap = [(len(h.jobs), h.seq, h.host_id) for h in self.hosts.values()
-                if h.runners and kind in h.target_kinds
-                and len(h.jobs) < self.policy.max_jobs_on_host(self, h)]
-        heapq.heapify(heap)
-        return heap
-
-    def _host_with_room(self, kind: str) -> Host | None:
-        heap = self._room.get(kind)
-        while heap:
-            count, _, host_id = heap[0]
-            host = self.hosts[host_id]
-            if (len(host.jobs) == count and kind in host.target_kinds
-                    and host.can_serve(kind, kind == TargetKind.CUDA)
-                    and count < self.policy.max_jobs_on_host(self, host)):
-                return host
-            heapq.heappop(heap)
-        return None
 
     def _admit(self, now: float, out: list[Command]) -> None:
         cap = self.policy.max_placed_jobs(self)
         for kind in self.queue.kinds():
+            full: list[Job] = []  # jobs whose hosts have no room now
             while cap is None or self.placed_jobs < cap:
-                host = self._host_with_room(kind)
+                host = hosting.host_with_room(self, kind)
                 if host is None:
                     break
                 job = self.queue.pop_best(kind, self.jobs, self.fair,
                                           self.config.fair_share_weight, now)
                 if job is None:
                     break
-                heapq.heappop(self._room[kind])  # its count changes; _place re-offers it
+                if hosting.host_can_host(host, job):
+                    heapq.heappop(self.room[kind])  # its count changes; _place re-offers it
+                else:
+                    host = hosting.least_loaded_host(self, job)
+                    if host is None:
+                        full.append(job)
+                        continue
                 self._place(job, host, out)
+            for job in full:
+                hosting.enqueue(self, job, out)
 
     def _schedule(self, now: float, out: list[Command]) -> None:
         if len(self.queue):

@@ -105,7 +105,8 @@ def _check_jobs(state: SchedulerState, problems: list[str]) -> None:
     for job in state.jobs.values():
         where = f"job {job.job_id} ({job.state})"
         if job.terminal:
-            if job.stage is not None or job.host_id is not None or job.job_id in state.queue:
+            if (job.stage is not None or job.host_id is not None or job.job_id in state.queue
+                    or job.job_id in state.waiting.jobs):
                 problems.append(f"{where} is final but still has a stage, host or queue entry")
             continue
         active[job.spec.user] += 1
@@ -115,18 +116,22 @@ def _check_jobs(state: SchedulerState, problems: list[str]) -> None:
             continue
         if stage.state is StageState.RUNNING and stage.lease_id not in state.leases:
             problems.append(f"{where} stage {stage.stage_id} runs without a live lease")
-        if (job.state is JobState.FINISHING) != (stage.kind is StageKind.COMPILE):
+        finishing = (StageKind.COMPILE, StageKind.PROFILE)  # compile, then final benchmark
+        if (job.state is JobState.FINISHING and stage.kind not in finishing) or (
+                stage.kind is StageKind.COMPILE and job.state is not JobState.FINISHING):
             problems.append(f"{where} runs stage kind {stage.kind}")
         if job.state is JobState.QUEUED and (stage.kind is not StageKind.EXTRACT
                                              or stage.state is not StageState.PENDING):
             problems.append(f"{where} is queued with a {stage.state} {stage.kind} stage")
+        waiting = job.job_id in state.waiting.jobs  # no runner can host it
         if job.host_id is None:
-            if stage.state is not StageState.PENDING or job.job_id not in state.queue:
-                problems.append(f"{where} has no host but is not waiting in the queue")
+            if stage.state is not StageState.PENDING or (job.job_id in state.queue) == waiting:
+                problems.append(f"{where} has no host but is not waiting in the queue or, "
+                                "apart, for a runner that can host it (not both)")
         else:
             placed += 1
-            if job.job_id in state.queue:
-                problems.append(f"{where} is placed and queued at once")
+            if job.job_id in state.queue or waiting:
+                problems.append(f"{where} is placed and waiting at once")
     if placed != state.placed_jobs:
         problems.append(f"placed_jobs is {state.placed_jobs}, counted {placed}")
     cap = state.policy.max_placed_jobs(state)

@@ -46,7 +46,8 @@ def job_info(r: JobRecord) -> pb.JobInfo:
         target_json=json.dumps(spec.target), model=spec.model, priority=spec.priority,
         user=spec.user, untuned_latency_us=r.untuned_us or 0.0,
         tuned_latency_us=r.tuned_us or 0.0, reused_records=r.reused_records,
-        reused_tasks=r.reused_tasks, known_trials=r.known_trials, tasks=r.tasks)
+        reused_tasks=r.reused_tasks, known_trials=r.known_trials, tasks=r.tasks,
+        waiting=r.waiting)
 
 
 def runner_info(row: dict[str, Any]) -> pb.RunnerInfo:

@@ -116,7 +116,7 @@ class Links:
 
     @singledispatchmethod
     def _carry(self, command: Any, batch: _Batch) -> None:
-        """JobStateChanged, JobRejected, MoveJob, ResultRejected: nothing to send."""
+        """JobStateChanged, JobRejected, JobWaiting, MoveJob, ResultRejected: nothing to send."""
 
     @_carry.register
     def _start(self, command: StartStage, batch: _Batch) -> None:

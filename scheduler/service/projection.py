@@ -16,6 +16,7 @@ from scheduler.core import (
     Command,
     JobRejected,
     JobStateChanged,
+    JobWaiting,
     MoveJob,
     PauseLease,
     ResultRejected,
@@ -156,7 +157,7 @@ class Projection:
             return
         record.state = command.new
         if record.terminal:
-            record.finished_at, record.stage = now, ""
+            record.finished_at, record.stage, record.waiting = now, "", ""
             if command.new == "failed":  # "<stage> failed N times: <last error>"
                 record.error = command.reason or record.error
         changes.jobs.add(command.job_id)
@@ -166,6 +167,13 @@ class Projection:
         record = self.jobs.get(command.job_id)
         if record is not None:
             record.state, record.error, record.finished_at = "failed", command.reason, now
+            changes.jobs.add(command.job_id)
+
+    @_command.register
+    def _waiting(self, command: JobWaiting, now: float, changes: Changes) -> None:
+        record = self.jobs.get(command.job_id)
+        if record is not None:
+            record.waiting = command.reason
             changes.jobs.add(command.job_id)
 
     @_command.register

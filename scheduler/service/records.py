@@ -38,6 +38,7 @@ class JobRecord:
     reused_records: int = 0  # what the job took from earlier jobs (its first search's import)
     reused_tasks: int = 0
     known_trials: int = 0
+    waiting: str = ""  # why no registered runner can host the job ("" when one can)
 
     @property
     def job_id(self) -> str:

@@ -3,6 +3,7 @@
 from .metrics import LowerBound, SimResult, lower_bound
 from .mockjob import (
     CPU_HOST_TIMES,
+    FINAL,
     GPU_HOST_TIMES,
     FakeStageExecutor,
     MockJob,
@@ -23,6 +24,7 @@ from .simulator import Simulator
 
 __all__ = [
     "CPU_HOST_TIMES",
+    "FINAL",
     "GPU_HOST_TIMES",
     "FakeStageExecutor",
     "HostSpec",

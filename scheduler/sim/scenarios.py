@@ -122,7 +122,7 @@ def small_host_scenario(seed: int = 5) -> Scenario:
         search *= rng.uniform(0.6, 1.6)
         times = StageTimes(extract=(0.15, 0.25), search=(search * 0.85, search * 1.15),
                            build=(1.6, 4.0), profile=(2.4, 2.8), learn=(0.3, 1.0),
-                           compile=(2.2, 4.2))
+                           compile=(0.2, 1.3), benchmark=(2.6, 3.3))
         spec = mock_spec(name, "llvm", user="bench", trials=64, batch_size=16)
         jobs.append(MockJob(spec, times, seed=rng.randrange(1 << 30)))
     return Scenario("2-core host, 3 jobs", [HostSpec("small", cores=2)], jobs,

@@ -5,7 +5,8 @@
     build    compile the batch, in parallel over the leased cores
     profile  time the batch on the device (needs the device exclusively)
     learn    commit records, update the cost model and progress          (update-model, part 2)
-    compile  build the whole model with the records, benchmark, report
+    compile  build the whole model with the records (tuned and untuned)
+    profile  once more, last: the final benchmark of both models, report.json
 
 `run_stage` runs one in the current process; `tunesched stage` runs one in a fresh process;
 `simpletvm.executor` runs one in a pinned child forked from a warm process.

@@ -1,4 +1,5 @@
-"""Stage `profile`: time each built candidate on the device, one at a time.
+"""Stage `profile`: time each built candidate on the device, one at a time; after the compile
+stage, the final benchmark of the whole model (simpletvm.stages.compile).
 
 This is the stage that needs its device to itself. Each candidate runs in a forked worker so that
 a crashing kernel costs one result, not the stage. A verification round (simpletvm.verification)
@@ -15,6 +16,7 @@ from typing import Any
 from simpletvm import goalcheck, verification
 from simpletvm.jobdir import read_json, write_json
 from simpletvm.pool import Outcome, isolated_map_serial
+from simpletvm.stages import compile as final
 from simpletvm.stages.base import StageContext
 from simpletvm.targets import device_type
 
@@ -63,11 +65,13 @@ def pin_to_target(target: dict[str, Any], cores: list[int]) -> list[int]:
 
 def run(ctx: StageContext) -> dict[str, Any]:
     """Write rounds/rNNNN/results.json: run_secs or an error per candidate, plus the time span."""
+    target = ctx.job.spec().target
+    cores = pin_to_target(target, ctx.cores)
+    if final.built(ctx.job):  # after the compile stage: the final benchmark
+        return final.measure(ctx, cores)
     plan = read_json(ctx.round_dir / "candidates.json")
     built_json = read_json(ctx.round_dir / "built.json")
     built = built_json["built"]
-    target = ctx.job.spec().target
-    pin_to_target(target, ctx.cores)
     device = device_type(target)
     if goalcheck.is_goal_plan(plan):  # the whole model, alone on its device
         started = time.time()

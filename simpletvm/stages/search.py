@@ -16,6 +16,7 @@ A job's first search first takes in what earlier jobs measured (simpletvm.warmst
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from simpletvm import context, goalcheck, verification, warmstart
@@ -60,22 +61,37 @@ def _propose(ctx: StageContext, spec: JobSpec, index: int,
                     database=context.database(task_dir),
                     cost_model=context.cost_model(job.cost_model_path, ctx.threads))
     seen = _measured(task_dir / "measured.txt")
+
+    def propose() -> list[Any]:
+        return list(tctx.generate_measure_candidates() or [])
+
+    def mark_measured(proposed: list[Any]) -> None:  # so the next call proposes others
+        tctx.notify_runner_results(proposed, [RunnerResult([1.0], None)] * len(proposed))
+
+    out, attempts = fresh_candidates(propose, mark_measured, to_entry, seen, batch)
+    tctx.post_tuning()
+    return out, attempts
+
+
+def fresh_candidates(propose: Callable[[], list[Any]], mark_measured: Callable[[list[Any]], None],
+                     entry_of: Callable[[Any], dict[str, Any]], seen: set[str],
+                     batch: int) -> tuple[list[dict[str, Any]], int]:
+    """Up to `batch` entries whose hash is not in `seen`, asking `propose` again (after
+    `mark_measured`) while fewer than half a batch (at least one) are new; and how many times it
+    asked. At most MAX_ATTEMPTS asks: an empty list means the search has nothing new."""
     out: list[dict[str, Any]] = []
     attempts = 0
     for attempts in range(1, MAX_ATTEMPTS + 1):  # noqa: B007  (the count is returned)
-        proposed = tctx.generate_measure_candidates()
+        proposed = propose()
         if not proposed:
             break
-        entries = [to_entry(c) for c in proposed]
-        for entry in entries:
+        for entry in map(entry_of, proposed):
             if entry["hash"] not in seen and len(out) < batch:
                 out.append(entry)
             seen.add(entry["hash"])
-        if len(out) >= batch // 2:
+        if len(out) >= max(1, batch // 2):  # a batch of one still asks again
             break
-        # mark this batch measured so the next call proposes different schedules
-        tctx.notify_runner_results(proposed, [RunnerResult([1.0], None)] * len(proposed))
-    tctx.post_tuning()
+        mark_measured(proposed)
     return out, attempts
 
 

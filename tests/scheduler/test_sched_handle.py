@@ -22,6 +22,8 @@ from scheduler.core import (
     JobCancelled,
     JobRejected,
     JobStateChanged,
+    JobSubmitted,
+    JobWaiting,
     LeaseExpired,
     MoveJob,
     PauseLease,
@@ -35,6 +37,7 @@ from scheduler.core import (
     Tick,
 )
 from scheduler.core.demands import Exclusivity
+from scheduler.sim import mock_spec
 from simpletvm.spec import SpecError
 
 HOST = Exclusivity.HOST
@@ -71,14 +74,18 @@ def test_one_job_lifecycle_interleaved() -> None:
     out = feed(s, finished(profile, PROFILE_RESULT), 4.0)
     learn = start_cmd(5, "r1", "h1", "j1", 5, "learn", 0, (0,), 1024, 4.0)
     assert out == [learn]
-    # 32 of 32 trials: finishing, compile on up to 4 cores
+    # 32 of 32 trials: finishing, compile (single-threaded) on one core
     out = feed(s, finished(learn), 5.0)
-    compile_ = start_cmd(6, "r1", "h1", "j1", 6, "compile", 0, ALL4, 4096, 5.0)
+    compile_ = start_cmd(6, "r1", "h1", "j1", 6, "compile", 0, (0,), 4096, 5.0)
     assert out == [changed("j1", "running", "finishing", "budget or goal reached"), compile_]
-    out = feed(s, finished(compile_, {"best_latency_us": 90.0}), 6.0)
+    # the final benchmark is a profile: it owns the host like any other
+    out = feed(s, finished(compile_, {"compile_s": 1.0}), 6.0)
+    final = start_cmd(7, "r1", "h1", "j1", 7, "profile", 0, ALL8, 1024, 6.0, exclusive=HOST)
+    assert out == [final]
+    out = feed(s, finished(final, {"final": True, "trials": 0, "tuned_us": 90.0}), 7.0)
     assert out == [changed("j1", "finishing", "done", "compiled")]
     job = s.jobs["j1"]
-    assert (job.trials_done, job.best_latency_us, job.finished_at) == (32, 90.0, 6.0)
+    assert (job.trials_done, job.best_latency_us, job.finished_at) == (32, 100.0, 7.0)
     assert s.leases == {} and s.hosts["h1"].free_cores == set(ALL8)
 
 
@@ -135,20 +142,24 @@ def test_waiting_host_profile_drains_the_host() -> None:
     out = feed(s, finished(e2), 3.1)  # j2's search: cores 1-3 (share floor 4 // 2 = 2)
     s2 = starts(out)[0]
     assert (s2.kind, s2.lease.core_ids) == ("search", (1, 2, 3))
-    out = feed(s, finished(l1), 3.2)  # j1: finishing, compile waits for 2 free cores
-    assert out == [changed("j1", "running", "finishing", "budget or goal reached")]
-    c1 = starts(feed(s, finished(s2), 4.0))[0]
-    b2 = None
-    assert (c1.kind, c1.lease.core_ids) == ("compile", ALL4)
-    out = feed(s, StageFinished(c1.lease.lease_id, c1.lease.epoch, "j1", c1.stage_id), 5.0)
-    b2 = starts(out)[0]
-    assert out == [changed("j1", "finishing", "done", "compiled"), b2]
+    out = feed(s, finished(l1), 3.2)  # j1: finishing; compile (one core) beside j2's search
+    c1 = starts(out)[0]
+    assert out == [changed("j1", "running", "finishing", "budget or goal reached"), c1]
+    assert (c1.kind, c1.lease.core_ids) == ("compile", (0,))
+    out = feed(s, StageFinished(c1.lease.lease_id, c1.lease.epoch, "j1", c1.stage_id), 3.5)
+    [f1] = starts(out)  # j1's final benchmark owns the host: j2's search is paused under it
+    assert (f1.kind, f1.lease.core_ids, f1.lease.exclusive) == ("profile", ALL4, HOST)
+    assert [c.lease_id for c in out if isinstance(c, PauseLease)] == [s2.lease.lease_id]
+    out = feed(s, finished(f1, {"final": True, "trials": 0}), 4.0)
+    assert changed("j1", "finishing", "done", "compiled") in out
+    assert [c.lease_id for c in out if isinstance(c, ResumeLease)] == [s2.lease.lease_id]
+    b2 = starts(feed(s, finished(s2), 4.5))[0]
     assert (b2.kind, b2.lease.core_ids) == ("build", ALL4)
     # j3 arrives while j2 builds; j2's profile becomes ready -> j3's extract is held back
     out = feed(s, submit("j3", trials=32), 5.5)
     assert starts(out) == []  # no free core
     out = feed(s, finished(b2), 6.0)
-    p2 = start_cmd(10, "r1", "h1", "j2", 4, "profile", 0, ALL4, 1024, 6.0, exclusive=HOST)
+    p2 = start_cmd(11, "r1", "h1", "j2", 4, "profile", 0, ALL4, 1024, 6.0, exclusive=HOST)
     assert out == [p2]  # the profile goes first and alone; j3 still waits
     out = feed(s, finished(p2, PROFILE_RESULT), 7.0)
     assert [(c.job_id, c.kind) for c in starts(out)] == [("j3", "extract"), ("j2", "learn")]
@@ -344,10 +355,11 @@ def test_runner_lost_requeues_and_moves_the_job() -> None:
     sr = starts(feed(s, finished(e), 1.0))[0]
     # no other host yet: the stage is revoked and the job waits for one
     out = feed(s, RunnerLost("r1", cause="conn-closed"), 2.0)
-    assert out == [RevokeLease(sr.lease.lease_id, "r1", "runner lost", "conn-closed")]
+    assert out == [RevokeLease(sr.lease.lease_id, "r1", "runner lost", "conn-closed"),
+                   JobWaiting("j1", "no runner serves llvm targets", "conn-closed")]
     assert s.jobs["j1"].host_id is None
     out = feed(s, llvm_runner("r2", "h2"), 3.0)
-    assert out == [MoveJob("j1", "h1", "h2"),
+    assert out == [JobWaiting("j1", ""), MoveJob("j1", "h1", "h2"),
                    start_cmd(3, "r2", "h2", "j1", 3, "search", 0, ALL8, 2048, 3.0)]
 
 
@@ -362,6 +374,24 @@ def test_job_moved_mid_round_restarts_the_round_at_search() -> None:
     out = starts(feed(s, llvm_runner("r2", "h2"), 4.0))
     # the round's candidates stayed on h1: the new host searches round 0 again
     assert [(c.kind, c.round, c.runner_id) for c in out] == [("search", 0, "r2")]
+
+
+def test_job_moved_during_its_final_benchmark_compiles_again() -> None:
+    s = make_state()
+    feed(s, llvm_runner("r1", "h1"), 0.0)
+    st = starts(feed(s, submit("j1", trials=0), 0.0))[0]  # extract, then compile
+    st = starts(feed(s, finished(st), 1.0))[0]
+    final = starts(feed(s, finished(st), 2.0))[0]
+    assert (final.kind, s.jobs["j1"].state) == ("profile", "finishing")
+    feed(s, RunnerLost("r1"), 3.0)
+    out = starts(feed(s, llvm_runner("r2", "h2"), 4.0))
+    # the compiled models stayed on h1: the new host compiles again, then benchmarks
+    assert [(c.kind, c.runner_id) for c in out] == [("compile", "r2")]
+    out = starts(feed(s, finished(out[0]), 5.0))
+    assert [c.kind for c in out] == ["profile"]
+    feed(s, finished(out[0], {"final": True, "trials": 0}), 6.0)
+    assert (s.jobs["j1"].state, s.jobs["j1"].trials_done) == ("done", 0)
+    s.validate_state()
 
 
 def test_runner_sharing_a_host_offers_a_subset_and_resources_count_once() -> None:
@@ -393,11 +423,57 @@ def test_cancel_revokes_the_running_lease() -> None:
 
 
 def test_cancel_a_queued_job() -> None:
-    s = make_state()
+    s = make_state(jobs_per_host=1)
+    feed(s, llvm_runner(cores=2), 0.0)
+    feed(s, submit("j0"), 0.0)  # the host's one job slot is taken
     assert feed(s, submit("j1"), 0.0) == [changed("j1", "", "queued", "submitted")]
+    assert len(s.queue) == 1
     assert feed(s, JobCancelled("j1"), 1.0) == [changed("j1", "queued", "cancelled",
                                                         "cancelled")]
     assert len(s.queue) == 0
+
+
+def test_a_job_no_runner_can_host_waits_apart_and_says_why() -> None:
+    """num-cores 64 on 2-core runners: never timed on fewer cores than its target names; it
+    waits out of the queue (not blocking the jobs behind it) until a runner that big comes."""
+    s = make_state(jobs_per_host=4)
+    assert feed(s, submit("j0"), 0.0)[-1] == JobWaiting("j0", "no runner serves llvm targets")
+    feed(s, llvm_runner("r1", "h1", cores=2), 0.0)  # j0 (no num-cores) is placed
+    big = JobSubmitted(mock_spec("big", "llvm", trials=32).with_(
+        target={"kind": "llvm", "num-cores": 64}))
+    why = "no runner offers 64 cores (the target's num-cores); the largest llvm runner offers 2"
+    assert feed(s, big, 1.0) == [changed("big", "", "queued", "submitted"),
+                                 JobWaiting("big", why)]
+    assert "big" in s.waiting.jobs and "big" not in s.queue
+    out = feed(s, submit("j2"), 2.0)  # the jobs behind it are placed
+    assert [c.job_id for c in starts(out)] == ["j2"]
+    s.validate_state()
+    restored = SchedulerState.restore(s.snapshot())
+    assert restored.waiting.jobs == {"big": why}
+    restored.validate_state()
+    # a bigger runner elsewhere: the job goes there, and only there
+    out = feed(s, llvm_runner("r9", "h9", cores=64), 3.0)
+    assert out[0] == JobWaiting("big", "")
+    assert [(c.job_id, c.runner_id, c.kind) for c in starts(out)] == [("big", "r9", "extract")]
+    assert s.jobs["big"].host_id == "h9"
+    # losing it: the job waits again, and its lease is revoked
+    out = feed(s, RunnerLost("r9"), 4.0)
+    assert JobWaiting("big", why) in out and any(isinstance(c, RevokeLease) for c in out)
+    assert feed(s, JobCancelled("big"), 5.0)[0] == changed("big", "running", "cancelled",
+                                                            "cancelled")
+    assert "big" not in s.waiting.jobs
+    s.validate_state()
+
+
+def test_a_timed_stage_never_runs_on_a_runner_smaller_than_its_target() -> None:
+    s = make_state(jobs_per_host=2)
+    feed(s, llvm_runner("small", "h1", cores=2), 0.0)
+    feed(s, llvm_runner("large", "h1", cores=8), 0.0)
+    spec = mock_spec("j1", "llvm", trials=32).with_(target={"kind": "llvm", "num-cores": 8})
+    start = starts(feed(s, JobSubmitted(spec), 0.0))[0]
+    for _ in range(3):  # search, build, then the profile
+        start = starts(feed(s, finished(start), 1.0))[0]
+    assert start.kind == "profile" and start.runner_id == "large"
 
 
 def test_failed_stage_is_retried_then_fails_the_job() -> None:
@@ -454,13 +530,13 @@ def test_sequential_runs_one_job_at_a_time() -> None:
         now += 1.0
         out = feed(s, finished(st, PROFILE_RESULT if st.kind == "profile" else {}), now)
         nxt = starts(out)
-        if st.kind == "compile":
+        if st.kind == "profile" and s.jobs["j1"].state == "done":  # the final benchmark
             break
         assert [c.job_id for c in nxt] == ["j1"]  # j2 never starts meanwhile
         st = nxt[0]
     assert out == [changed("j1", "finishing", "done", "compiled"),
                    *submitted_and_started("j2")[1:],
-                   start_cmd(7, "r1", "h1", "j2", 1, "extract", 0, (0,), 1024, now)]
+                   start_cmd(8, "r1", "h1", "j2", 1, "extract", 0, (0,), 1024, now)]
 
 
 def test_shared_oversubscribes_and_profiles_are_not_exclusive() -> None:

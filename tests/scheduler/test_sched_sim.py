@@ -9,6 +9,7 @@ import pytest
 from scheduler.core import StageKind, StartStage
 from scheduler.sim import (
     CPU_HOST_TIMES,
+    FINAL,
     FakeStageExecutor,
     HostSpec,
     MockJob,
@@ -36,7 +37,9 @@ def test_mixed_scenario_runs_with_invariants_checked_after_every_event(policy: s
 def test_gpu_host_interleaving_beats_sequential_and_nears_the_bound() -> None:
     results = {p: Simulator(gpu_host_scenario(), p).run() for p in POLICIES}
     assert results["sequential"].ratio > 2.0
-    assert min(results["interleaved"].ratio, results["predictive"].ratio) <= 1.15
+    # the bound leaves out the last job's compile, a serial tail of 8-18 s on one core (an
+    # assumption for cuda): 1.16-1.21 over seeds 1-3
+    assert min(results["interleaved"].ratio, results["predictive"].ratio) <= 1.2
     for policy in ("interleaved", "predictive", "sequential"):
         assert results[policy].ratio >= 1.0  # exclusive profiles: the bound holds
         assert results[policy].contended_profiles == 0.0
@@ -80,10 +83,14 @@ def test_simulation_is_deterministic() -> None:
 def test_mock_job_plan_and_results() -> None:
     mock = MockJob(mock_spec("m", trials=100, batch_size=32), CPU_HOST_TIMES, seed=7)
     plan = mock.planned_stages()
-    assert plan[0] == (StageKind.EXTRACT, 0) and plan[-1] == (StageKind.COMPILE, 3)
+    assert plan[0] == (StageKind.EXTRACT, 0)
+    assert plan[-2:] == [(StageKind.COMPILE, 3), (StageKind.PROFILE, FINAL)]
     assert plan[1:5] == [(StageKind.SEARCH, 0), (StageKind.BUILD, 0), (StageKind.PROFILE, 0),
                          (StageKind.LEARN, 0)]
-    assert len(plan) == 1 + 4 * 4 + 1
+    assert len(plan) == 1 + 4 * 4 + 2
+    lo, hi = CPU_HOST_TIMES.benchmark
+    assert lo <= mock.work(StageKind.PROFILE, FINAL) <= hi
+    assert mock.result(StageKind.PROFILE, FINAL) == {"final": True, "trials": 0}
     assert mock.result(StageKind.PROFILE, 3)["trials"] == 4  # 100 - 3 * 32
     lo, hi = CPU_HOST_TIMES.profile
     assert lo <= mock.work(StageKind.PROFILE, 2) <= hi
@@ -92,7 +99,8 @@ def test_mock_job_plan_and_results() -> None:
     assert mock.seconds(StageKind.SEARCH, 1, 64) == pytest.approx(search / 8)  # max_cores
     assert mock.latency_after(0) > mock.latency_after(320) > mock.final_latency_us
     exhausted = MockJob(mock_spec("e", trials=1000), exhaust_round=2)
-    assert exhausted.planned_stages()[-2:] == [(StageKind.SEARCH, 2), (StageKind.COMPILE, 2)]
+    assert exhausted.planned_stages()[-3:] == [(StageKind.SEARCH, 2), (StageKind.COMPILE, 2),
+                                               (StageKind.PROFILE, FINAL)]
 
 
 def test_fake_executor_answers_start_stage() -> None:
@@ -110,7 +118,7 @@ def test_lower_bound_parts() -> None:
     hosts = [HostSpec("h", cores=8)]
     mock = MockJob(mock_spec("m", trials=32), CPU_HOST_TIMES, seed=1)
     bound = lower_bound(hosts, [mock])
-    profile = mock.work(StageKind.PROFILE, 0)
+    profile = mock.work(StageKind.PROFILE, 0) + mock.work(StageKind.PROFILE, FINAL)
     assert bound.device == pytest.approx(profile)
     assert bound.value == bound.chain  # one job: its own chain dominates
     assert bound.cpu <= bound.chain

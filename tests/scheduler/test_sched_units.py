@@ -87,7 +87,7 @@ def test_default_demands_follow_the_design_table() -> None:
     assert (llvm[StageKind.EXTRACT].max_cores, llvm[StageKind.LEARN].max_cores) == (1, 1)
     assert llvm[StageKind.SEARCH].max_cores > 1 and llvm[StageKind.BUILD].max_cores > 1
     assert llvm[StageKind.PROFILE].exclusive is Exclusivity.HOST
-    assert llvm[StageKind.COMPILE].gpus == 0 and llvm[StageKind.COMPILE].max_cores > 1
+    assert llvm[StageKind.COMPILE].gpus == 0 and llvm[StageKind.COMPILE].max_cores == 1
     cuda = resolve_demands("cuda", cpu_profile_exclusivity="host")
     assert (cuda[StageKind.PROFILE].gpus, cuda[StageKind.PROFILE].max_cores) == (1, 1)
     assert cuda[StageKind.PROFILE].exclusive is Exclusivity.GPU
@@ -161,8 +161,8 @@ def test_public_api() -> None:
         assert getattr(core, name) is not None
     public = {n for n in dir(core) if not n.startswith("_")} - set(core.__all__)
     assert public <= {"commands", "config", "demands", "errors", "estimates", "events",
-                      "fairshare", "jobs", "leases", "pausing", "policies", "resources", "snapshot",
-                      "state", "transitions", "validation"}
+                      "fairshare", "hosting", "jobs", "leases", "pausing", "policies",
+                      "resources", "snapshot", "state", "transitions", "validation"}
 
 
 def test_exception_tree() -> None:
@@ -250,14 +250,15 @@ def test_indexes_stay_bounded_over_many_jobs() -> None:
     now = 0.0
     for i in range(300):
         now += 1.0
-        st = starts(s.handle(submit(f"j{i}", trials=0), now))[0]  # extract, then compile
-        st = starts(s.handle(core.StageFinished(st.lease.lease_id, st.lease.epoch, st.job_id,
-                                                st.stage_id, {}), now))[0]
+        st = starts(s.handle(submit(f"j{i}", trials=0), now))[0]  # extract, compile, final
+        for _ in ("compile", "final benchmark"):
+            st = starts(s.handle(core.StageFinished(st.lease.lease_id, st.lease.epoch,
+                                                    st.job_id, st.stage_id, {}), now))[0]
         s.handle(core.StageFinished(st.lease.lease_id, st.lease.epoch, st.job_id, st.stage_id,
                                     {}), now)
     s.validate_state()
     assert all(j.state == "done" for j in s.jobs.values())
-    assert len(s._room["llvm"]) <= 4 * len(s.hosts) + 17
+    assert len(s.room["llvm"]) <= 4 * len(s.hosts) + 17
 
 
 def test_a_learn_that_wants_verification_rounds_gets_them_past_the_budget() -> None:
@@ -288,3 +289,25 @@ def test_a_learn_that_wants_verification_rounds_gets_them_past_the_budget() -> N
                                           result), float(now))
         st = starts(out)[0]
     assert st.kind == "compile"
+
+
+def test_remaining_counts_the_compile_and_the_final_benchmark() -> None:
+    from scheduler.core.demands import job_demands
+    from scheduler.core.estimates import BENCHMARK, Estimates
+    from scheduler.core.jobs import Job, JobState
+
+    spec = mock_spec("j", trials=64, batch_size=32)
+    job = Job(spec, 0, 0.0, job_demands(spec, "host"))
+    est = Estimates(0.5)
+    est.observe(job, StageKind.COMPILE, 2.0)  # core-seconds: 2 s on its one core
+    est.observe(job, BENCHMARK, 3.0)
+    for kind, work in (("search", 4.0), ("build", 4.0), ("profile", 5.0), ("learn", 1.0)):
+        est.observe(job, StageKind(kind), work)
+    assert est.work(job, StageKind.PROFILE) == 5.0  # the benchmark is kept apart
+    per_round = 5.0 + 4.0 / 8 + 4.0 / 8 + 1.0
+    assert est.remaining(job) == pytest.approx(2 * per_round + 2.0 + 3.0)
+    job.state = JobState.FINISHING
+    job.new_stage(StageKind.COMPILE, 1, 0, 0.0)
+    assert est.remaining(job) == pytest.approx(2.0 + 3.0)
+    job.new_stage(StageKind.PROFILE, 1, 0, 0.0)  # the final benchmark
+    assert est.remaining(job) == pytest.approx(3.0)

@@ -3,7 +3,10 @@ processes on loopback, always stopped; helpers the service tests share."""
 
 from __future__ import annotations
 
+import io
+import json
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import pytest
 from client.api import Client
 from client.timeline import running_windows
 from scheduler.testing import TUNESCHED, DaemonProcess, RunnerProcess, wait_for
+from simpletvm.spec import JobSpec
 
 # a daemon that gives up on silent runners and their leases quickly
 FAST_FAILOVER = ["--runner-timeout", "6", "--lease-ttl", "6"]
@@ -68,3 +72,38 @@ def assert_profiles_ran_alone(leases: list[dict]) -> None:
                 continue
             for a, b in running_windows(other):
                 assert not (a < p["child_finished"] and p["child_started"] < b), (p, other)
+
+
+def state_files(state: Path, job: str) -> dict[str, bytes]:
+    """The daemon's committed state bundle of `job`, as {path: bytes}."""
+    data = (state.parent / f"{state.stem}-blobs" / job / "state.tar.gz").read_bytes()
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+
+
+def assert_exact_records(address: str, state: Path, job: str, trials: int, out: Path) -> None:
+    """Done, with exactly `trials` records and measured hashes, none of them twice; the
+    verification's records (at most verify_top per task) are among them."""
+    with Client(address, timeout=10) as client:
+        info = client.get(job)
+        assert info.state == "done", info.error
+        assert info.trials_done == trials
+        client.fetch_result(job, out)
+    assert json.loads((out / "report.json").read_text())["trials"] == trials
+
+    def traces(kind: str) -> list[str]:
+        return [json.dumps(json.loads(ln)[1][0], sort_keys=True)
+                for f in sorted((out / "records").rglob("database_tuning_record.json"))
+                if (f.parent.name == "verified") == (kind == "verified")
+                for ln in f.read_text().splitlines() if ln.strip()]
+
+    searched, verified = traces("search"), traces("verified")
+    assert len(searched) == trials, f"{len(searched)} records for a budget of {trials}"
+    assert len(set(searched)) == trials, "a candidate was recorded twice"
+    tasks = len([d for d in (out / "records").iterdir() if d.is_dir()])
+    assert 2 <= len(verified) == len(set(verified)) <= JobSpec.verify_top * tasks
+    assert set(verified) <= set(searched)
+    files = state_files(state, job)
+    hashes = [h for name, data in files.items() if name.endswith("measured.txt")
+              for h in data.decode().split()]
+    assert len(hashes) == trials and len(set(hashes)) == trials, hashes

@@ -209,6 +209,8 @@ def test_wrong_input_shapes_are_invalid_argument(env, model, shapes, needle) -> 
     ({"input_shapes_json": '{"x": [' + "9" * 5000 + "]}"}, "input shapes must be JSON"),
     ({"input_shapes_json": "[" * 100_000}, "input shapes must be JSON"),
     ({"target_json": '{"kind": "tpu"}'}, "unknown target kind"),
+    ({"target_json": '{"kind": "rocm"}'}, "target kind 'rocm' is not supported"),
+    ({"target_json": '{"kind": "vulkan"}'}, "target kind 'vulkan' is not supported"),
     ({"target_json": '{"kind": "llvm", '}, "not valid JSON"),
     ({"target_json": '{"kind": ' + "[" * 100_000}, "not valid JSON"),
     ({"target_json": '{"kind": "llvm", "num-cores": ' + "9" * 5000 + "}"}, "not valid JSON"),

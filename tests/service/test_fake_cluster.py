@@ -41,11 +41,13 @@ def test_jobs_run_through_the_real_daemon_and_agents(cluster: LocalCluster) -> N
 
     leases = client.timeline()
     assert all(x["outcome"] == "finished" for x in leases), leases
-    for job in jobs:  # extract, 2 x (search, build, profile, learn), compile
+    for job in jobs:  # extract, 2 x (search, build, profile, learn), compile, final benchmark
         stages = [x["stage"] for x in leases if x["job_id"] == job]
-        assert stages == ["extract", *["search", "build", "profile", "learn"] * 2, "compile"]
+        assert stages == ["extract", *["search", "build", "profile", "learn"] * 2, "compile",
+                          "profile"]
         assert len({x["host_id"] for x in leases if x["job_id"] == job}) == 1
-    # a profile ran alone on its host (host-exclusive CPU profiling; others paused)
+    # a profile (the final benchmark too) ran alone on its host (host-exclusive CPU
+    # profiling; others paused)
     assert_profiles_ran_alone(leases)
     # each stage ran inside its lease window, on the leased cores (one clock: same process)
     for x in leases:
@@ -138,8 +140,9 @@ def test_sleep_stages_write_what_the_real_ones_do(tmp_path: Path) -> None:
     last = run("learn", 1)
     assert (last["trials_total"], last["done"]) == (6, True)
     assert run("learn", 1)["replayed"] and job.progress().trials == 6  # a retry: no double count
-    report = run("compile")
-    assert report["speedup"] > 1 and (job.result_dir / "report.json").exists()
+    assert run("compile") == {"compile_s": 0.0} and not (job.result_dir / "report.json").exists()
+    report = run("profile", 1)  # after compile: the final benchmark
+    assert report["final"] and report["speedup"] > 1 and (job.result_dir / "report.json").exists()
 
 
 def test_a_sleep_stage_honours_kill_and_timeout(tmp_path: Path) -> None:
@@ -152,3 +155,32 @@ def test_a_sleep_stage_honours_kill_and_timeout(tmp_path: Path) -> None:
     request.timeout_s = 0.05
     outcome = SleepExecutor({"search": 60.0}).run(request)
     assert outcome.status == "timeout" and "timeout" in outcome.error
+
+
+def test_a_job_no_runner_can_run_says_why_it_waits(tmp_path: Path) -> None:
+    """num-cores 64 on 2-core runners: submit warns, `jobs` and `show` say why it waits, the
+    jobs behind it run, and it can be cancelled."""
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    with LocalCluster(tmp_path, {"box": 1}, seconds=SECONDS) as fake:
+        scheduler = ["--scheduler", fake.address]
+        big = CliRunner().invoke(cli, ["submit", "zoo:mlp", "--trials", "8", "--name", "big",
+                                       "--target", '{"kind": "llvm", "num-cores": 64}',
+                                       *scheduler])
+        assert big.exit_code == 0, big.output
+        why = "no runner offers 64 cores (the target's num-cores); the largest llvm runner offers 2"
+        assert f"warning: no registered runner can run this job ({why})" in big.stderr
+        big_id = big.stdout.split()[-1]
+        small = fake.client.submit(MLP.with_(name="small")).job_id
+        wait_for(lambda: fake.client.get(small).state == "done", 25, "the small job to finish",
+                 interval=0.1)
+        shown = CliRunner().invoke(cli, ["show", big_id, *scheduler])
+        assert shown.stdout.splitlines()[0] == "queued" and f"waits     {why}" in shown.stdout
+        listed = CliRunner().invoke(cli, ["jobs", *scheduler]).stdout.splitlines()
+        row = next(i for i, line in enumerate(listed) if line.startswith(big_id))
+        assert listed[row + 1].split() == ["waits:", *why.split()]
+        assert fake.client.cancel(big_id).state == "cancelled"
+        assert fake.client.get(big_id).waiting == ""
+        assert not any(x["job_id"] == big_id for x in fake.client.timeline())  # never ran

@@ -10,7 +10,6 @@ serving. Nothing sleeps to synchronise: every wait polls observable state (job, 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import multiprocessing
 import os
@@ -19,7 +18,6 @@ import resource
 import signal
 import sqlite3
 import subprocess
-import tarfile
 import tempfile
 import threading
 import time
@@ -41,7 +39,12 @@ from simpletvm.fake_executor import SleepExecutor
 from simpletvm.jobdir import JobDir
 from simpletvm.spec import JobSpec
 
-from .conftest import connected_runners, health, start_daemon
+from .conftest import (
+    assert_exact_records,
+    connected_runners,
+    health,
+    start_daemon,
+)
 
 TARGET = {"kind": "llvm", "num-cores": len(os.sched_getaffinity(0))}
 FAKE_TARGET = {"kind": "llvm", "num-cores": 2}
@@ -82,44 +85,10 @@ def live_lease(address: str, stage: str) -> dict[str, Any] | None:
                  if x["stage"] == stage and x["outcome"] == "live"), None)
 
 
-def state_files(state: Path, job: str) -> dict[str, bytes]:
-    """The daemon's committed state bundle of `job`, as {path: bytes}."""
-    data = (state.parent / f"{state.stem}-blobs" / job / "state.tar.gz").read_bytes()
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
-
-
 def committed_leases(state: Path) -> list[dict[str, Any]]:
     """The lease records in the daemon's SQLite file, read-only (no checkpoint, no recovery)."""
     with contextlib.closing(sqlite3.connect(f"file:{state}?mode=ro", uri=True)) as db:
         return [json.loads(r[0]) for r in db.execute("SELECT record FROM leases")]
-
-
-def assert_exact_records(address: str, state: Path, job: str, trials: int, out: Path) -> None:
-    """Done, with exactly `trials` records and measured hashes, none of them twice; the
-    verification's records (at most verify_top per task) are among them."""
-    info = job_info(address, job)
-    assert info.state == "done", info.error
-    assert info.trials_done == trials
-    with Client(address) as client:
-        client.fetch_result(job, out)
-    assert json.loads((out / "report.json").read_text())["trials"] == trials
-
-    def traces(kind: str) -> list[str]:
-        return [json.dumps(json.loads(ln)[1][0], sort_keys=True)
-                for f in sorted((out / "records").rglob("database_tuning_record.json"))
-                if (f.parent.name == "verified") == (kind == "verified")
-                for ln in f.read_text().splitlines() if ln.strip()]
-
-    searched, verified = traces("search"), traces("verified")
-    assert len(searched) == trials, f"{len(searched)} records for a budget of {trials}"
-    assert len(set(searched)) == trials, "a candidate was recorded twice"
-    assert 2 <= len(verified) == len(set(verified)) <= JobSpec.verify_top
-    assert set(verified) <= set(searched)
-    files = state_files(state, job)
-    hashes = [h for name, data in files.items() if name.endswith("measured.txt")
-              for h in data.decode().split()]
-    assert len(hashes) == trials and len(set(hashes)) == trials, hashes
 
 
 def log_has(path: Path, text: str) -> bool:

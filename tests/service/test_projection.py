@@ -50,7 +50,8 @@ class Loop:
 
 RESULTS = {"profile": {"trials": 8, "best_latency_us": 90.0},
            "learn": {"trials_total": 8, "estimated_latency_us": 85.0, "done": True},
-           "compile": {"best_latency_us": 80.0, "tuned_us": 80.0, "untuned_us": 300.0}}
+           "compile": {"compile_s": 1.0}}
+FINAL = {"final": True, "trials": 0, "tuned_us": 80.0, "untuned_us": 300.0}  # the benchmark
 
 
 def test_a_job_record_follows_its_stages_to_done() -> None:
@@ -66,13 +67,13 @@ def test_a_job_record_follows_its_stages_to_done() -> None:
         lease = loop.projection.leases[start.lease.lease_id]
         assert (lease.stage, lease.outcome, lease.cores) == (start.kind, "live",
                                                             list(start.lease.core_ids))
-        start = loop.finish(start, RESULTS.get(start.kind))
+        start = loop.finish(start, FINAL if "compile" in kinds else RESULTS.get(start.kind))
         assert lease.outcome == "finished" and lease.ended_at == loop.now
-    assert kinds == ["extract", "search", "build", "profile", "learn", "compile"]
+    assert kinds == ["extract", "search", "build", "profile", "learn", "compile", "profile"]
     assert (record.state, record.stage, record.trials_done, record.eta_s) == ("done", "", 8, 0)
     assert (record.best_latency_us, record.tuned_us, record.untuned_us) == (85.0, 80.0, 300.0)
     assert record.finished_at == loop.now and loop.changes.jobs == {"j1"}
-    assert loop.projection.leases[lease.lease_id].exclusivity == "none"
+    assert loop.projection.leases[lease.lease_id].exclusivity == "host"  # the final benchmark
     profile = next(x for x in loop.projection.leases.values() if x.stage == "profile")
     assert profile.exclusivity == "host" and profile.exclusive
 

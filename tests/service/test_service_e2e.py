@@ -13,7 +13,13 @@ from client.api import Client
 from scheduler.testing import RunnerProcess, wait_for
 from simpletvm import SimpleTVM
 
-from .conftest import assert_profiles_ran_alone, cli, connected_runners, start_daemon
+from .conftest import (
+    assert_exact_records,
+    assert_profiles_ran_alone,
+    cli,
+    connected_runners,
+    start_daemon,
+)
 
 pytestmark = [pytest.mark.tvm, pytest.mark.slow]
 
@@ -46,6 +52,13 @@ def test_two_jobs_interleave_profiles_alone_and_results_compile(cluster) -> None
     # no stage ran on the host while a profile's process ran (others were paused or done)
     assert len([x for x in leases if x["stage"] == "profile"]) >= 2
     assert_profiles_ran_alone(leases)
+    # each job's last stage, the final benchmark, is a profile: host-exclusive, run alone
+    finals = {}
+    for job in jobs:
+        mine = sorted((x for x in leases if x["job_id"] == job), key=lambda x: x["granted_at"])
+        assert [x["stage"] for x in mine[-2:]] == ["compile", "profile"]
+        finals[job] = mine[-1]
+        assert finals[job]["exclusivity"] == "host"
     # the stage processes ran inside their leases, pinned to the leased cores
     for x in leases:
         assert x["granted_at"] - 0.5 <= x["child_started"] <= x["child_finished"]
@@ -63,6 +76,9 @@ def test_two_jobs_interleave_profiles_alone_and_results_compile(cluster) -> None
         assert got.returncode == 0, got.stderr
         report = json.loads((out_dir / "report.json").read_text())
         assert report["trials"] == 16 and (out_dir / "model.so").exists()
+        timed = report["benchmark"]  # within the final profile's lease (one clock: this host)
+        assert finals[job]["child_started"] <= timed["started"] <= timed["finished"] \
+            <= finals[job]["child_finished"]
         # the submitted verification settings reached the stages: off for mm, 3 x 2 for conv
         verified = out_dir / "records" / "00" / "verified.json"
         if model == "matmul":
@@ -131,6 +147,8 @@ def test_sigterm_daemon_mid_job_then_restart_finishes_jobs(tmp_path) -> None:
         with Client(address) as client:
             done = {j: (client.get(j).state, client.get(j).trials_done) for j in jobs}
         assert all(trials == 24 for _, trials in done.values()), (done, rounds(tmp_path, jobs))
+        for job in jobs:  # 0 lost, 0 duplicated: every record and measured hash exactly once
+            assert_exact_records(address, state, job, 24, tmp_path / f"result-{job}")
     finally:
         for r in runners:
             r.stop()
@@ -163,10 +181,8 @@ def test_job_moves_to_another_host_when_its_host_dies(tmp_path) -> None:
         assert info.trials_done == 32 and info.host_id != first_host
         assert {x["host_id"] for x in leases} == {"h1", "h2"}
         assert any(x["outcome"] in ("revoked", "expired") for x in leases)
-        out_dir = tmp_path / "result"
-        assert cli("result", job, "-o", str(out_dir), "--scheduler", address).returncode == 0
-        records = (out_dir / "records" / "00" / "database_tuning_record.json").read_text()
-        assert len(records.splitlines()) == 32  # nothing lost, nothing counted twice
+        # nothing lost, nothing counted twice: 32 distinct records and measured hashes
+        assert_exact_records(address, tmp_path / "state" / "s.db", job, 32, tmp_path / "result")
     finally:
         for r in runners.values():
             r.stop()

@@ -45,7 +45,7 @@ def test_stages_tune_a_conv_far_faster_than_untuned(tmp_path, executor) -> None:
     report = drive(job, executor, cores=CORES, on_stage=lambda n, r, o: outcomes.append((n, o)))
     stages = [n for n, _ in outcomes]
     assert stages[:5] == ["extract", "search", "build", "profile", "learn"]
-    assert stages[-1] == "compile"
+    assert stages[-2:] == ["compile", "profile"]  # the final benchmark is a profile stage
     pids = [o.pid for _, o in outcomes]
     assert len(set(pids)) == len(pids) and os.getpid() not in pids  # one process per stage
     assert all(o.cores == CORES for _, o in outcomes)
@@ -54,6 +54,10 @@ def test_stages_tune_a_conv_far_faster_than_untuned(tmp_path, executor) -> None:
     assert {len(r["run_secs"]) for r in samples if r["run_secs"]} == {3}  # spread is visible
 
     assert report["trials"] == 32
+    final = outcomes[-1][1]  # the models were timed inside the final profile stage
+    assert final.result["final"] and report["benchmark"]["cores"] == CORES
+    assert final.started <= report["benchmark"]["started"] <= report["benchmark"]["finished"] \
+        <= final.finished
     assert report["tuned"]["median_us"] * 3 < report["untuned"]["median_us"]
     _check_verification(job, report)
     assert report["max_abs_diff_vs_untuned"] < 1e-3
@@ -111,7 +115,8 @@ def test_one_verification_round_covers_every_task(tmp_path, executor) -> None:
     built = read_json(job.round_dir(len(plans) - 1) / "built.json")["built"]
     assert len(built) == len(last) and all(b["error"] is None for b in built)
     # one stage of each kind for the whole verification, after the last search round's learn
-    assert [n for n, _ in outcomes][-5:] == ["search", "build", "profile", "learn", "compile"]
+    assert [n for n, _ in outcomes][-6:] == ["search", "build", "profile", "learn", "compile",
+                                             "profile"]
     records = verification.open_records(job.result_dir / "records")
     for index, info in enumerate(job.tasks()):
         mine = [c["hash"] for c in last if c["task"] == index]
@@ -245,3 +250,4 @@ def test_tasks_under_the_min_task_share_are_left_untuned(tmp_path, executor) -> 
     assert extract.result["untuned_tasks"] == [infos[i].name for i in small]
     search = executor.run(StageRequest("search", str(job.root), 0, CORES))
     assert search.ok and search.result["task"] not in small, search.result
+

@@ -14,6 +14,7 @@ from simpletvm.cores import format_ids, parse_ids
 from simpletvm.errors import JobDirError, ModelError, TargetError
 from simpletvm.jobdir import JobDir, Progress, TaskInfo, TaskProgress, read_json
 from simpletvm.spec import JobSpec
+from simpletvm.stages.search import MAX_ATTEMPTS, fresh_candidates
 from simpletvm.targets import device_type, num_cores, parse_target
 
 
@@ -176,3 +177,34 @@ def test_known_trials_count_toward_the_budget_without_starving_new_layers() -> N
     shared = apportion({0: 100, 1: 28}, 128, four)  # two of four tasks known, one heavily
     assert sum(shared.values()) == 64 and shared == {0: 50, 1: 14}  # 64 left for the new two
     assert apportion({}, 64, four) == {}
+
+
+class _Search:
+    """Stands in for MetaSchedule's evolutionary search: hands out its proposals in order and
+    records what it was told was measured."""
+
+    def __init__(self, *proposals: list[str]) -> None:
+        self.proposals, self.marked = list(proposals), []
+
+    def propose(self) -> list[str]:
+        return self.proposals.pop(0) if self.proposals else []
+
+    def mark(self, proposed: list[str]) -> None:
+        self.marked.append(proposed)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 4])
+def test_a_search_that_proposes_only_measured_schedules_is_asked_again(batch: int) -> None:
+    """Even a batch of one (the last trial of a budget) asks again past a duplicate rather than
+    giving the task up as exhausted."""
+    search = _Search(["a"], ["b", "c", "d", "e"])
+    found, asked = fresh_candidates(search.propose, search.mark, lambda h: {"hash": h}, {"a"},
+                                    batch)
+    assert [e["hash"] for e in found] == ["b", "c", "d", "e"][:batch]
+    assert asked == 2 and search.marked == [["a"]]
+
+
+def test_a_search_with_nothing_new_stops_after_its_attempts() -> None:
+    search = _Search(*[["a"]] * 10)
+    found, asked = fresh_candidates(search.propose, search.mark, lambda h: {"hash": h}, {"a"}, 8)
+    assert found == [] and asked == MAX_ATTEMPTS

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..demands import Exclusivity, StageDemand
+from ..hosting import cores_needed
 from ..resources import Host, Runner
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ class Scratch:
         `sharing` jobs share the host, at least an equal share of the runner's cores (never
         start a long stage on a sliver); both bounds clamped to the runner."""
         offered = len(runner.cores)
+        if demand.exclusive is not Exclusivity.NONE and offered < cores_needed(job):
+            return None  # a timed stage runs on all the target's cores or not at all
         if demand.exclusive is Exclusivity.HOST:
             if self.planned or (self.touched and not self.pausable):
                 return None  # pausable: the core pauses the host's leases (their cores free)
