@@ -152,8 +152,7 @@ class Agent:
                                          name=f"stage-{msg.start.stage}", daemon=True).start()
                     elif kind == "revoke":
                         self._revoke(msg.revoke.lease_id, msg.revoke.reason)
-                    elif kind == "pause":
-                        self._pause(msg.pause.lease_id, True)
+                    elif kind == "pause" and self._pause(msg.pause.lease_id, True):
                         outbox.put(pb.RunnerMessage(paused=pb.Paused(
                             lease_id=msg.pause.lease_id, epoch=msg.pause.epoch)))
                     elif kind == "resume":
@@ -279,8 +278,10 @@ class Agent:
 
         self.stub.UploadBundle(parts(), metadata=self.metadata)
 
-    def _pause(self, lease_id: str, pause: bool) -> None:
-        """Stop (or continue) the stage under `lease_id`; one not started yet starts stopped."""
+    def _pause(self, lease_id: str, pause: bool) -> bool:
+        """Stop (or continue) the stage under `lease_id`; one not started yet starts stopped.
+        True when the pause is confirmed: every process of the stage was seen stopped."""
+        left: list[str] = []
         with self.lock:
             if pause:
                 self.paused.add(lease_id)
@@ -288,10 +289,15 @@ class Agent:
                 self.paused.discard(lease_id)
             process = self.running.get(lease_id)
             if process is not None and pause:
-                process.pause()
+                left = process.pause()
             elif process is not None:
                 process.resume()
-        log.info("lease %s %s", lease_id, "paused" if pause else "resumed")
+        if left:
+            log.warning("lease %s: not confirming the pause: %d processes of its stage did not "
+                        "stop: %s", lease_id, len(left), ", ".join(left))
+        else:
+            log.info("lease %s %s", lease_id, "paused" if pause else "resumed")
+        return not left
 
     def _revoke(self, lease_id: str, reason: str) -> None:
         with self.lock:

@@ -82,7 +82,7 @@ class StageHandle(Protocol):
 
     def done(self) -> bool: ...
 
-    def pause(self) -> None: ...
+    def pause(self) -> list[str]: ...
 
     def resume(self) -> None: ...
 
@@ -93,7 +93,9 @@ class StageHandle(Protocol):
 
 class Executor(Protocol):
     """Runs stages: `StageExecutor` (a pinned child process per stage) and its fake,
-    `simpletvm.fake_executor.SleepExecutor` (sleeps, writes what the stage would)."""
+    `simpletvm.fake_executor.SleepExecutor` (sleeps, writes what the stage would). A started
+    stage does nothing of its own until `wait()` (or `pause()`, then `resume()`) is called: a
+    runner can still kill it unrun if its lease is revoked meanwhile."""
 
     def warm(self) -> None: ...
 
@@ -146,8 +148,10 @@ def execute(request: StageRequest) -> StageOutcome:
                             cpu_s=cpu_seconds() - cpu0, cuda_env=cuda_env())
 
 
-def child_main(request: dict[str, Any], outcome_path: str) -> None:
-    """Entry point of a stage process: pin, run, write the outcome."""
+def child_main(request: dict[str, Any], outcome_path: str, go: Any = None) -> None:
+    """Entry point of a stage process: wait for `go` (if given), pin, run, write the outcome."""
+    if go is not None:
+        go.wait()
     req = StageRequest(**request)
     pin(req.cores, req.gpus)
     outcome = execute(req)
@@ -184,16 +188,42 @@ def _signal_tree(pid: int, sig: int) -> None:
             return
 
 
+PAUSE_CONFIRM_S = 2.0  # how long `pause` waits to see every process of the tree stopped
+_STOPPED = ("stopped", "tracing-stop", "zombie", "dead")  # psutil statuses
+
+
+def _not_stopped(pid: int) -> list[str]:
+    """"PID NAME" of each process of `pid`'s tree that is not stopped (ended ones count as
+    stopped)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+    left = []
+    for proc in tree:
+        try:
+            if proc.status() not in _STOPPED:
+                left.append(f"{proc.pid} {proc.name()}")
+        except psutil.Error:
+            continue
+    return left
+
+
 class StageProcess:
     """A running stage child: poll it, wait for it, pause/resume it, kill it, read its outcome.
 
     Pausing stops the child and its workers (SIGSTOP) so a profile elsewhere on the host has
     the CPU to itself; the stage's time limit does not run while it is paused."""
 
-    def __init__(self, process: Any, request: StageRequest, outcome_path: str) -> None:
+    def __init__(self, process: Any, request: StageRequest, outcome_path: str,
+                 go: Any = None) -> None:
         self.process = process
         self.request = request
         self.outcome_path = outcome_path
+        self._go = go  # the child waits for it before it runs the stage (None: it does not)
         self.started = time.time()
         self.paused_at: list[float] = []
         self.resumed_at: list[float] = []
@@ -210,13 +240,21 @@ class StageProcess:
     def done(self) -> bool:
         return not self.process.is_alive()
 
-    def pause(self) -> None:
-        """Stop the stage's whole process tree until `resume()`."""
+    def pause(self, confirm_s: float | None = None) -> list[str]:
+        """Stop the stage's whole process tree until `resume()`; return once every process of
+        it is seen stopped (psutil), or after `confirm_s` (default PAUSE_CONFIRM_S) with the
+        "PID NAME" of each one that is not (empty: the pause is confirmed)."""
         with self._lock:
             if self.paused or not self.process.is_alive():
-                return
+                return []
             _signal_tree(self.pid, signal.SIGSTOP)
             self.paused_at.append(time.time())
+            deadline = time.monotonic() + (PAUSE_CONFIRM_S if confirm_s is None else confirm_s)
+            while True:
+                left = _not_stopped(self.pid)
+                if not left or time.monotonic() > deadline:
+                    return left
+                time.sleep(0.002)  # SIGSTOP takes effect asynchronously: poll the status
 
     def resume(self) -> None:
         """Continue a paused stage."""
@@ -242,6 +280,8 @@ class StageProcess:
     def wait(self, timeout: float | None = None) -> StageOutcome:
         """Block until the stage ends (killing it once it has run `timeout` seconds, paused
         time not counted) and return its outcome."""
+        if self._go is not None:
+            self._go.set()  # the stage runs from now on
         limit = timeout if timeout is not None else self.request.timeout_s
         if limit is None:
             self.process.join()
@@ -317,13 +357,16 @@ class StageExecutor:
         forkserver.ensure_running()
 
     def start(self, request: StageRequest) -> StageProcess:
+        """The stage's process, started but held: it runs the stage once `wait()` is called
+        (and is never run if it is killed first)."""
         fd, path = tempfile.mkstemp(prefix=f"tunesched-{request.stage}-", suffix=".json")
         os.close(fd)
         os.unlink(path)
-        process = self._ctx.Process(target=child_main, args=(request.to_dict(), path),
+        go = self._ctx.Event()
+        process = self._ctx.Process(target=child_main, args=(request.to_dict(), path, go),
                                     name=f"stage-{request.stage}", daemon=False)
         process.start()
-        return StageProcess(process, request, path)
+        return StageProcess(process, request, path, go)
 
     def run(self, request: StageRequest) -> StageOutcome:
         return self.start(request).wait()

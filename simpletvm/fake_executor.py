@@ -57,12 +57,13 @@ class SleepStage:
         self._killed.set()
         self._wake.set()
 
-    def pause(self) -> None:
+    def pause(self) -> list[str]:
         with self._lock:
             if self._paused_since is None:
                 self._paused_since = time.monotonic()
                 self.paused_at.append(time.time())
         self._wake.set()
+        return []  # a sleep stops at once
 
     def resume(self) -> None:
         with self._lock:

@@ -34,7 +34,7 @@ from proto import tunesched_pb2 as pb
 from proto import tunesched_pb2_grpc as pb_grpc
 from scheduler.core import TERMINAL_JOB_STATES
 from scheduler.testing import TUNESCHED, RunnerProcess, sleep_agent, wait_for
-from simpletvm.executor import StageProcess, StageRequest
+from simpletvm.executor import StageExecutor, StageProcess, StageRequest
 from simpletvm.fake_executor import SleepExecutor
 from simpletvm.jobdir import JobDir
 from simpletvm.spec import JobSpec
@@ -365,6 +365,46 @@ class GatedExtract:
             self.entered.set()
             self.release.wait(30)
         return stage
+
+
+class GatedRealExtract(GatedExtract):
+    """The real StageExecutor: the first extract's process is forked (a real stage child on
+    the warm fork server), then the start blocks until `release`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sleep = StageExecutor()
+
+
+@pytest.mark.tvm
+def test_a_real_stage_process_revoked_while_it_starts_never_runs(tmp_path: Path) -> None:
+    """The child exists while the lease is revoked; it must not have run the stage (it used to
+    start at once and extract the model) and is killed before it does."""
+    daemon = start_daemon(tmp_path / "state" / "s.db", tmp_path / "daemon.log")
+    address = daemon.address
+    executor = GatedRealExtract()
+    try:
+        with fake_runner(address, tmp_path / "work", executor):
+            job = submit(address, 8, batch=4, name="gone", target=FAKE_TARGET)
+            assert executor.entered.wait(60), "the extract never started"
+            stage = executor.gated[0]
+            lease = live_lease(address, "extract")
+            with Client(address) as client:
+                client.cancel(job)
+            wait_for(lambda: job_info(address, job).state == "cancelled", 20, "the cancel")
+            # forked, and held before its first step (pinning itself to the lease's cores)
+            assert stage.process.is_alive()
+            assert os.sched_getaffinity(stage.pid) != set(lease["cores"])
+            executor.release.set()
+            wait_for(stage.done, 20, "the revoked extract's process to be killed")
+            assert stage.process.exitcode == -signal.SIGKILL
+            assert not Path(stage.outcome_path).exists()  # it never ran to an outcome
+            assert not (tmp_path / "work" / "jobs" / job / "tasks").exists()  # nor extracted
+            assert [x["outcome"] for x in timeline(address)
+                    if x["lease_id"] == lease["lease_id"]] == ["revoked"]
+    finally:
+        executor.release.set()
+        daemon.stop()
 
 
 def test_a_stage_revoked_while_it_starts_never_runs(tmp_path: Path) -> None:

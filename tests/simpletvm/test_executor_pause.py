@@ -128,3 +128,40 @@ def _status(proc: psutil.Process) -> str:
         return proc.status()
     except psutil.NoSuchProcess:
         return "gone"
+
+
+def test_pause_returns_once_every_process_of_the_tree_is_seen_stopped() -> None:
+    stage = _start(steps=100, timeout_s=None)
+    tree = _tree(stage)
+    try:
+        assert stage.pause() == []  # confirmed
+        assert {p.status() for p in tree} == {psutil.STATUS_STOPPED}
+    finally:
+        stage.kill()
+
+
+def test_a_process_that_did_not_stop_is_named_and_the_pause_is_not_confirmed(
+        monkeypatch, caplog) -> None:
+    """A worker the SIGSTOP missed (as one forked past the listing would be): the runner does
+    not confirm the pause, and its warning names the worker."""
+    from runner.agent import Agent, RunnerConfig
+    from runner.hostinfo import HostInfo, ZeroLoad
+    from simpletvm import executor
+    from simpletvm.fake_executor import SleepExecutor
+
+    stage = _start(steps=100, timeout_s=None)
+    tree = _tree(stage)
+    worker = tree[1]
+    monkeypatch.setattr(executor, "_signal_tree",
+                        lambda pid, sig: psutil.Process(pid).send_signal(sig))  # root only
+    monkeypatch.setattr(executor, "PAUSE_CONFIRM_S", 0.3)
+    agent = Agent(RunnerConfig("127.0.0.1:1", HostInfo("box", [0]), Path(tempfile.mkdtemp()),
+                               "r1"), executor=SleepExecutor(), meter=ZeroLoad())
+    agent.running["lease-1"] = stage
+    try:
+        with caplog.at_level("WARNING", logger="runner.agent"):
+            assert agent._pause("lease-1", True) is False
+        assert f"{worker.pid} {worker.name()}" in caplog.text
+        assert worker.status() != psutil.STATUS_STOPPED
+    finally:
+        stage.kill()

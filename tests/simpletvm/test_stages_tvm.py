@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -251,3 +252,29 @@ def test_tasks_under_the_min_task_share_are_left_untuned(tmp_path, executor) -> 
     search = executor.run(StageRequest("search", str(job.root), 0, CORES))
     assert search.ok and search.result["task"] not in small, search.result
 
+
+
+CUDA_TARGET = {"kind": "cuda", "arch": "sm_80", "max_threads_per_block": 1024,
+               "max_shared_memory_per_block": 49152, "thread_warp_size": 32,
+               "host": {"kind": "llvm"}}
+
+
+def test_a_cuda_job_extracts_searches_and_builds_without_a_gpu(tmp_path, executor) -> None:
+    """The stages of a cuda job that need no GPU run here (no driver), each under a lease
+    without GPUs, so with no GPU visible. Profile and the final benchmark need a GPU and a TVM
+    built with CUDA: not tested anywhere yet."""
+    job = create_job(tmp_path / "job", _spec(model="zoo:matmul", input_shapes=None,
+                                             target=CUDA_TARGET, trials=8, batch_size=4))
+    outcomes = {}
+    for stage in ("extract", "search", "build"):
+        outcome = executor.run(StageRequest(stage, str(job.root), 0, cores=CORES, gpus=[]))
+        assert outcome.ok, outcome.traceback
+        assert outcome.cuda_env["CUDA_VISIBLE_DEVICES"] == ""
+        outcomes[stage] = outcome.result
+    assert outcomes["extract"]["tasks"] == 1
+    assert outcomes["search"]["candidates"] == 4
+    assert outcomes["build"] == {"built": 4, "errors": 0, "hash_mismatches": 0}
+    for built in read_json(job.round_dir(0) / "built.json")["built"]:
+        module = Path(built["artifact"]).read_bytes()
+        # a CUDA kernel, as source: this TVM has no CUDA runtime (docs/design.md section 3)
+        assert b"__global__" in module
