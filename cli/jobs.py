@@ -94,10 +94,16 @@ def watch(job_id: str, connect: Any) -> None:
     job = None
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("trials  best {task.fields[best]}  ETA {task.fields[eta]}"))
+    waits = ""
     with connect() as client, Progress(*columns, transient=False) as bar:
         task = bar.add_task(job_id, total=None, best="-", eta="-")
         for event in client.watch(job_id):
             job = event.job
+            if job.waiting != waits:  # no runner can run it (or one can again)
+                waits = job.waiting
+                bar.console.print(f"{job.job_id} waits: {waits}" if waits
+                                  else f"{job.job_id}: a runner that can run it is here",
+                                  soft_wrap=True, highlight=False, markup=False)
             eta = "-" if job.eta_s < 0 else f"{job.eta_s:.0f}s"
             stage = f" {job.stage}" if job.stage else ""
             bar.update(task, total=job.trial_budget, completed=job.trials_done,

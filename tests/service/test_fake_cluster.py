@@ -3,13 +3,14 @@ SleepExecutor stages): fast, no TVM."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from scheduler.testing import LocalCluster, wait_for
+from scheduler.testing import TUNESCHED, LocalCluster, wait_for
 from simpletvm.executor import StageRequest
 from simpletvm.fake_executor import SleepExecutor, SleepStage
 from simpletvm.jobdir import JobDir
@@ -181,6 +182,10 @@ def test_a_job_no_runner_can_run_says_why_it_waits(tmp_path: Path) -> None:
         listed = CliRunner().invoke(cli, ["jobs", *scheduler]).stdout.splitlines()
         row = next(i for i, line in enumerate(listed) if line.startswith(big_id))
         assert listed[row + 1].split() == ["waits:", *why.split()]
+        watch = subprocess.Popen([*TUNESCHED, "watch", big_id, *scheduler], text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert watch.stdout.readline().strip() == f"{big_id} waits: {why}"
         assert fake.client.cancel(big_id).state == "cancelled"
+        assert watch.wait(30) == 1 and f"{big_id} cancelled" in watch.stdout.read()
         assert fake.client.get(big_id).waiting == ""
         assert not any(x["job_id"] == big_id for x in fake.client.timeline())  # never ran
