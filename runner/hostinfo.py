@@ -146,8 +146,9 @@ class LoadMeter:
         span = total - last_total
         if span <= 0:
             return 0.0
-        explained = sum(max(0.0, cpu - last_ours[name]) for name, cpu in ours.items()
-                        if name in last_ours)  # a runner seen first now: from its next call
+        # a runner seen first now started since the last call (every announced one was seen
+        # then): all its CPU so far falls in this interval
+        explained = sum(max(0.0, cpu - last_ours.get(name, 0.0)) for name, cpu in ours.items())
         return min(1.0, max(0.0, (busy - last_busy - explained) / span))
 
 

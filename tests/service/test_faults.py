@@ -18,6 +18,7 @@ import resource
 import signal
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -633,4 +634,63 @@ def test_unwritable_or_full_work_dir_fails_the_job_with_one_clear_line(
         bad.stop()
         if good is not None:
             good.stop()
+        daemon.stop()
+
+
+# ---------------------------------------------------------------------------- 8. foreign load
+def _foreign_loads(address: str) -> list[float]:
+    with Client(address, timeout=10) as client:
+        return [r.foreign_load for r in client.runners()]
+
+
+@pytest.mark.tvm
+@pytest.mark.slow
+def test_two_runners_on_one_host_are_not_foreign_load_but_a_cpu_hog_is(tmp_path: Path) -> None:
+    """The README's setup, two runners on one host, with real stages and the default
+    --max-foreign-load: neither runner counts the other's stages as foreign, so no profile is
+    held back; a CPU hog no runner started holds the next profile until it ends."""
+    daemon = start_daemon(tmp_path / "state" / "s.db", tmp_path / "daemon.log")  # default 0.25
+    address = daemon.address
+    runners = [RunnerProcess(address, f"r{i}", "box", tmp_path / "work", tmp_path / f"r{i}.log",
+                             cores=str(i)) for i in (0, 1)]
+    one_core = {"kind": "llvm", "num-cores": 1}
+    hog = None
+    try:
+        wait_for(lambda: connected_runners(address) == 2, 60, "two runners to register")
+        jobs = [submit(address, 8, batch=4, name=f"j{i}", target=one_core) for i in (0, 1)]
+        seen: list[float] = []
+
+        def both_done() -> bool:
+            seen.extend(_foreign_loads(address))
+            return all(job_info(address, j).state in TERMINAL_JOB_STATES for j in jobs)
+
+        wait_for(both_done, 400, "both jobs to end", interval=0.5)
+        assert [job_info(address, j).state for j in jobs] == ["done", "done"]
+        assert max(seen) <= 0.25, seen  # never enough to hold a profile back
+
+        # a hog on one of the host's two cores; then a job: its profile is held until the
+        # hog ends (its other stages are not: only profiles wait for a quiet host)
+        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        wait_for(lambda: max(_foreign_loads(address)) > 0.25, 30, "the hog to be seen")
+        third = submit(address, 8, batch=4, name="j2", target=one_core)
+
+        def built() -> bool:
+            leases = [x for x in timeline(address) if x["job_id"] == third]
+            return any(x["stage"] == "build" and x["outcome"] == "finished" for x in leases)
+
+        wait_for(built, 240, "the third job's first build to finish")
+        wait_for(lambda: max(_foreign_loads(address)) > 0.25, 30, "the hog to be seen again")
+        assert live_lease(address, "profile") is None  # ready, but held back by the hog
+        hog.kill()
+        hog.wait()
+        stopped = time.time()
+        assert wait_terminal(address, third, 300).state == "done"
+        profiles = [x for x in timeline(address) if x["job_id"] == third
+                    and x["stage"] == "profile"]
+        assert profiles and profiles[0]["granted_at"] >= stopped
+    finally:
+        if hog is not None and hog.poll() is None:
+            hog.kill()
+        for runner in runners:
+            runner.stop()
         daemon.stop()
