@@ -94,8 +94,8 @@ class StageHandle(Protocol):
 class Executor(Protocol):
     """Runs stages: `StageExecutor` (a pinned child process per stage) and its fake,
     `simpletvm.fake_executor.SleepExecutor` (sleeps, writes what the stage would). A started
-    stage does nothing of its own until `wait()` (or `pause()`, then `resume()`) is called: a
-    runner can still kill it unrun if its lease is revoked meanwhile."""
+    stage does nothing of its own until `wait()` is called: a runner can still kill it unrun
+    if its lease is revoked meanwhile."""
 
     def warm(self) -> None: ...
 
