@@ -34,6 +34,7 @@ bench: $(STAMP) $(PB2)
 	$(PY) bench/bench_policies.py
 	$(PY) bench/bench_overhead.py
 	$(PY) bench/bench_memory.py
+	$(PY) bench/bench_single.py
 	$(PY) bench/bench_ways.py
 
 lint: $(STAMP)

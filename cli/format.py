@@ -29,8 +29,10 @@ def report_lines(report: dict[str, Any]) -> list[str]:
         f"CV {100 * tuned['cv']:.1f}%)",
     ]
     for task in report.get("tasks", []):
+        best = task.get("verified_us") or task["best_us"]
+        kept = "  (untuned schedule kept: faster)" if task.get("kept_default") else ""
         lines.append(f"    {task['name']:<36} x{task['weight']:<2} {task['trials']:>4} trials  "
-                     f"best {us(task['best_us'])}")
+                     f"best {us(best)}{kept}")
     return lines
 
 

@@ -6,6 +6,7 @@ leaves are turned into plain ints.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import tvm_ffi
@@ -60,3 +61,29 @@ def to_entry(candidate: Any) -> dict[str, Any]:
         "args_info": [_plain(a.as_json()) for a in candidate.args_info],
         "hash": shash(candidate.sch.mod),
     }
+
+
+def default_entry(workload: Any) -> dict[str, Any]:
+    """The candidates.json entry of a task's default schedule: its workload as extracted, not
+    transformed at all, which is what a CPU model built without records runs (TVM's CPU
+    pipeline schedules nothing). Marked `default`.
+
+    Its trace looks up the root block and changes nothing: MetaSchedule's databases leave a
+    record with an empty trace out of their top-k, so an empty one could never be kept."""
+    from tvm.s_tir import Schedule
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+    from tvm.s_tir.schedule.schedule import ScheduleError
+
+    sch = Schedule(workload)
+    with contextlib.suppress(ScheduleError):  # no root block: the empty trace, which cannot win
+        sch.get_sblock("root")
+    return {"trace": trace_to_json(sch.trace),
+            "args_info": [_plain(a.as_json()) for a in ArgInfo.from_entry_func(workload)],
+            "hash": shash(sch.mod), "default": True}
+
+
+def task_default_entry(task_dir: Any) -> dict[str, Any]:
+    """`default_entry` of the task whose directory is `task_dir` (its task.json)."""
+    import tvm
+
+    return default_entry(tvm.ir.load_json((task_dir / "task.json").read_text()))

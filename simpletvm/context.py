@@ -23,16 +23,29 @@ WARMUP_SAMPLES = 100  # TVM's default: predictions are random until this many me
 
 
 def tune_context(workload: Any, target: TargetSpec, task_name: str, seed: int,
-                 num_threads: int) -> Any:
-    """A TuneContext for one task, as `extracted_tasks_to_tune_contexts` makes it."""
+                 num_threads: int, evolve: bool = True) -> Any:
+    """A TuneContext for one task, as `extracted_tasks_to_tune_contexts` makes it; without
+    `evolve`, its evolutionary search samples the design space and evolves nothing (see
+    `predicts`)."""
     ensure_intrinsics(target["kind"])
     from tvm.s_tir import meta_schedule as ms
 
+    strategy = "evolutionary" if evolve else ms.search_strategy.EvolutionarySearch(
+        genetic_num_iters=0)
     return ms.TuneContext(
         mod=workload, target=to_tvm(target), space_generator="post-order-apply",
-        search_strategy="evolutionary", task_name=task_name, rand_state=seed,
+        search_strategy=strategy, task_name=task_name, rand_state=seed,
         num_threads=num_threads,
     )
+
+
+def predicts(model: Any) -> bool:
+    """Whether an XGBModel's scores mean anything: before WARMUP_SAMPLES measurements (or a
+    first training) it scores every candidate with a uniform random number, and an
+    evolutionary search guided by random scores is a random walk from random samples: its
+    genetic rounds cost 75% of a search (8.0-8.7 s of a conv's, against 1.9-2.0 s without:
+    docs/design.md) and pick no better than the samples they start from."""
+    return model.data_size >= model.num_warmup_samples and model.booster is not None
 
 
 def database(task_dir: Path) -> Any:

@@ -16,6 +16,12 @@ it has. The learn stage writes each task's candidates to that task's `verified/`
 database, and every consumer of records (`open_records`) takes a task's verified records over
 its search records.
 
+Never worse than not tuning: on a CPU target each task's default schedule (its workload as
+extracted, which is what the untuned build runs) is timed in the same passes and kept when it
+wins, so a small budget whose candidates are all slower than the default cannot give a model
+slower than the untuned one. (On cuda the default schedule is dlight's, applied at compile time
+to tasks without records; it is not a trace, so it does not take part.)
+
 Leading candidates: each batch's fastest first, then each batch's second, and so on, each
 tier ordered by mean time; the first `top` of them. A batch timed in a slow minute still puts
 its best forward, and the candidate the search records would pick is always among them.
@@ -25,10 +31,12 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from simpletvm import turns
+from simpletvm.candidates import task_default_entry
 from simpletvm.jobdir import JobDir, Progress, TaskInfo, read_json
 from simpletvm.spec import JobSpec
 from simpletvm.taskdb import MEASURED, RECORDS
@@ -105,12 +113,20 @@ def leading(batches: list[list[tuple[float, dict[str, Any]]]], top: int) -> list
     return out
 
 
-def plan(job: JobDir, spec: JobSpec, tasks: list[int], exhausted: list[int]) -> dict[str, Any]:
+def plan(job: JobDir, spec: JobSpec, tasks: list[int], exhausted: list[int],
+         default: Callable[[Path], dict[str, Any]] = task_default_entry) -> dict[str, Any]:
     """The verification round of `tasks`: each one's leading candidates (each candidate names
-    its task), all timed together in interleaved passes."""
+    its task), then, for a CPU target, the task's default schedule (`default(task_dir)`), all
+    timed together in interleaved passes."""
     progress = job.progress()
-    candidates = [{**entry, "task": task} for task in tasks
-                  for entry in leading(_batches(job, task, progress), spec.verify_top)]
+    infos = job.tasks()
+    candidates = []
+    for task in tasks:
+        found = leading(_batches(job, task, progress), spec.verify_top)
+        if spec.target_kind == "llvm":
+            entry = default(job.task_dir(infos[task]))
+            found += [] if any(c["hash"] == entry["hash"] for c in found) else [entry]
+        candidates += [{**entry, "task": task} for entry in found]
     return {"task": None, "candidates": candidates, "exhausted_tasks": exhausted,
             "verify": {"passes": spec.verify_passes, "tasks": tasks}}
 

@@ -71,11 +71,15 @@ def test_report_and_table_lines() -> None:
               "trial_budget": 64, "rounds": 2, "speedup": 3.0,
               "untuned": {"median_us": 300.0}, "tuned": {"median_us": 100.0, "p90_us": 110.0,
                                                          "cv": 0.02},
-              "tasks": [{"name": "dense", "weight": 2, "trials": 64, "best_us": 50.0}]}
+              "tasks": [{"name": "dense", "weight": 2, "trials": 56, "best_us": 50.0},
+                        {"name": "add", "weight": 1, "trials": 8, "best_us": 9.0,
+                         "verified_us": 7.0, "kept_default": True}]}
     lines = report_lines(report)
     assert lines[0] == "mlp (zoo:mlp, llvm): 64/64 trials in 2 rounds"
     assert "untuned 300.0 us -> tuned 100.0 us (3.0x faster" in lines[1]
-    assert lines[2].split() == ["dense", "x2", "64", "trials", "best", "50.0", "us"]
+    assert lines[2].split() == ["dense", "x2", "56", "trials", "best", "50.0", "us"]
+    assert lines[3].split()[:7] == ["add", "x1", "8", "trials", "best", "7.0", "us"]
+    assert lines[3].endswith("(untuned schedule kept: faster)")
     job = SimpleNamespace(job_id="job-1", name="mlp", state="running", stage="search",
                           trials_done=32, trial_budget=64, best_latency_us=0.0, model="zoo:mlp",
                           target_json="{}", user="alice", priority=0, round=1, host_id="box",

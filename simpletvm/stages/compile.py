@@ -83,7 +83,9 @@ def measure(ctx: StageContext, cores: list[int]) -> dict[str, Any]:
         "benchmark": {"cores": cores, "gpus": ctx.gpus, "started": started,
                       "finished": finished},
         "tasks": [{"name": i.name, "weight": i.weight, "flops": i.flops,
-                   "trials": t.trials, "best_us": t.best_us, "verified_us": t.verified_us}
+                   "trials": t.trials, "best_us": t.best_us, "verified_us": t.verified_us,
+                   "kept_default": bool((verification.summary(job.task_dir(i)) or {})
+                                        .get("kept_default"))}
                   for i, t in zip(infos, progress.tasks, strict=True)],
         "curve": progress.curve, "inputs": [s.to_dict() for s in specs],
         "known": progress.known, "goal_checks": progress.goal_checks,

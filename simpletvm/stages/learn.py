@@ -118,7 +118,7 @@ def _commit_verified(ctx: StageContext, task_dir: Path, info: Any, entries: list
         rows.append({"hash": entry["hash"], "search_us": entry.get("search_us"),
                      "passes_us": [s * 1e6 for s in res["run_secs"] or []],
                      "verified_us": secs * 1e6 if secs is not None else None,
-                     "error": res["error"]})
+                     "error": res["error"], "default": bool(entry.get("default"))})
         if secs is not None:
             cand = to_measure_candidate(workload, entry)
             db.commit_tuning_record(ms.database.TuningRecord(
@@ -132,7 +132,8 @@ def _commit_verified(ctx: StageContext, task_dir: Path, info: Any, entries: list
     else:
         shutil.rmtree(tmp)
     write_json(task_dir / verification.SUMMARY, {
-        "round": ctx.round, "kept": best["hash"] if best else None, "candidates": rows})
+        "round": ctx.round, "kept": best["hash"] if best else None,
+        "kept_default": bool(best and best["default"]), "candidates": rows})
     return best["verified_us"] if best else None
 
 

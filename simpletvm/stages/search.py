@@ -19,24 +19,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from simpletvm import context, goalcheck, verification, warmstart
+from simpletvm import allocation, context, goalcheck, verification, warmstart
 from simpletvm.candidates import to_entry
 from simpletvm.errors import JobDirError
-from simpletvm.jobdir import JobDir, Progress, read_json, write_json
+from simpletvm.jobdir import JobDir, Progress, TaskInfo, read_json, write_json
 from simpletvm.spec import JobSpec
 from simpletvm.stages.base import StageContext
 
 MAX_ATTEMPTS = 4
 
 
-def next_task(progress: Progress, spec: JobSpec, skip: set[int]) -> int | None:
-    """Round robin by fewest trials among tasks not exhausted; None when the budget is spent."""
-    if progress.trials >= spec.trials:
-        return None
-    open_tasks = [i for i, t in enumerate(progress.tasks) if not t.exhausted and i not in skip]
-    if not open_tasks:
-        return None
-    return min(open_tasks, key=lambda i: (progress.tasks[i].trials, i))
+def next_task(progress: Progress, spec: JobSpec, infos: list[TaskInfo],
+              skip: frozenset[int] = frozenset()) -> tuple[int, int] | None:
+    """(task, batch) of the next search round (simpletvm.allocation); None when the budget is
+    spent or every task not in `skip` is exhausted."""
+    total = sum(i.weight * i.flops for i in infos)
+    shares = [i.weight * i.flops / total if total else 1.0 for i in infos]
+    tasks = allocation.views(shares, [i.weight for i in infos],
+                             [t.exhausted for t in progress.tasks], progress.curve)
+    return allocation.choose(tasks, spec.batch_size, spec.trials - progress.trials, skip)
 
 
 def _measured(path: Any) -> set[str]:
@@ -54,12 +55,13 @@ def _propose(ctx: StageContext, spec: JobSpec, index: int,
     info = job.tasks()[index]
     task_dir = job.task_dir(info)
     workload = tvm.ir.load_json((task_dir / "task.json").read_text())
+    model = context.cost_model(job.cost_model_path, ctx.threads)
     tctx = context.tune_context(workload, spec.target, info.name,
-                                seed=spec.seed * 100_003 + ctx.round + 1, num_threads=ctx.threads)
+                                seed=spec.seed * 100_003 + ctx.round + 1, num_threads=ctx.threads,
+                                evolve=context.predicts(model))
     tctx.pre_tuning(max_trials=1 << 30, num_trials_per_iter=batch,
                     design_spaces=tctx.generate_design_space(),
-                    database=context.database(task_dir),
-                    cost_model=context.cost_model(job.cost_model_path, ctx.threads))
+                    database=context.database(task_dir), cost_model=model)
     seen = _measured(task_dir / "measured.txt")
 
     def propose() -> list[Any]:
@@ -141,14 +143,14 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
 def _search(ctx: StageContext, spec: JobSpec, progress: Progress) -> dict[str, Any]:
     exhausted: list[int] = []
-    batch = max(1, min(spec.batch_size, spec.trials - progress.trials))
-    index, found, attempts = next_task(progress, spec, set()), [], 0
-    while index is not None:
-        found, tries = _propose(ctx, spec, index, batch)
+    infos = ctx.job.tasks()
+    choice, found, attempts = next_task(progress, spec, infos), [], 0
+    while choice is not None:
+        found, tries = _propose(ctx, spec, *choice)
         attempts += tries
         if found:
             break
-        exhausted.append(index)
-        index = next_task(progress, spec, set(exhausted))
-    return {"task": index, "candidates": found, "exhausted_tasks": exhausted,
-            "attempts": attempts}
+        exhausted.append(choice[0])
+        choice = next_task(progress, spec, infos, frozenset(exhausted))
+    return {"task": choice[0] if choice else None, "candidates": found,
+            "exhausted_tasks": exhausted, "attempts": attempts}

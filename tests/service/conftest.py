@@ -83,7 +83,8 @@ def state_files(state: Path, job: str) -> dict[str, bytes]:
 
 def assert_exact_records(address: str, state: Path, job: str, trials: int, out: Path) -> None:
     """Done, with exactly `trials` records and measured hashes, none of them twice; the
-    verification's records (at most verify_top per task) are among them."""
+    verification's records (at most verify_top per task, and its default schedule) are among
+    them."""
     with Client(address, timeout=10) as client:
         info = client.get(job)
         assert info.state == "done", info.error
@@ -91,8 +92,9 @@ def assert_exact_records(address: str, state: Path, job: str, trials: int, out: 
         client.fetch_result(job, out)
     assert json.loads((out / "report.json").read_text())["trials"] == trials
 
-    def traces(kind: str) -> list[str]:
-        return [json.dumps(json.loads(ln)[1][0], sort_keys=True)
+    def traces(kind: str) -> list[tuple[str, str]]:  # (task folder, trace)
+        return [(f.parent.name if kind == "search" else f.parent.parent.name,
+                 json.dumps(json.loads(ln)[1][0], sort_keys=True))
                 for f in sorted((out / "records").rglob("database_tuning_record.json"))
                 if (f.parent.name == "verified") == (kind == "verified")
                 for ln in f.read_text().splitlines() if ln.strip()]
@@ -101,8 +103,10 @@ def assert_exact_records(address: str, state: Path, job: str, trials: int, out: 
     assert len(searched) == trials, f"{len(searched)} records for a budget of {trials}"
     assert len(set(searched)) == trials, "a candidate was recorded twice"
     tasks = len([d for d in (out / "records").iterdir() if d.is_dir()])
-    assert 2 <= len(verified) == len(set(verified)) <= JobSpec.verify_top * tasks
-    assert set(verified) <= set(searched)
+    # each verified task's leading candidates and its default (untransformed) schedule
+    assert 2 <= len(verified) == len(set(verified)) <= (JobSpec.verify_top + 1) * tasks
+    default = json.dumps([[["GetSBlock", [], ["root", "main"], ["b0"]]], []])  # changes nothing
+    assert {v for v in verified if v[1] != default} <= set(searched)
     files = state_files(state, job)
     hashes = [h for name, data in files.items() if name.endswith("measured.txt")
               for h in data.decode().split()]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from scheduler.testing import TUNESCHED
-from simpletvm import SimpleTVM, verification
+from simpletvm import SimpleTVM, context, verification
 from simpletvm.driver import create_job, drive
 from simpletvm.executor import StageExecutor, StageRequest
 from simpletvm.jobdir import read_json
@@ -55,6 +55,12 @@ def test_stages_tune_a_conv_far_faster_than_untuned(tmp_path, executor) -> None:
     assert {len(r["run_secs"]) for r in samples if r["run_secs"]} == {3}  # spread is visible
 
     assert report["trials"] == 32
+    # 32 measurements: the cost model is trained but still scores at random (under TVM's 100
+    # warm-up samples), so every search sampled without evolving; with 100 it would evolve
+    model = context.cost_model(job.cost_model_path, 1)
+    assert model.booster is not None and model.data_size == 32 and not context.predicts(model)
+    model.data_size = context.WARMUP_SAMPLES
+    assert context.predicts(model)
     final = outcomes[-1][1]  # the models were timed inside the final profile stage
     assert final.result["final"] and report["benchmark"]["cores"] == CORES
     assert final.started <= report["benchmark"]["started"] <= report["benchmark"]["finished"] \
@@ -82,12 +88,17 @@ def _check_verification(job, report) -> None:
     assert verifies[-1] and not any(verifies[:-1]), verifies  # the search found a duplicate
     searched = {c["hash"] for p in plans[:-1] for c in p["candidates"]}
     verified = [c["hash"] for c in plans[-1]["candidates"]]
-    assert len(verified) == 6 and set(verified) <= searched
+    # the six leading candidates, then the task's default schedule: the untuned build's kernel
+    assert len(verified) == 7 and set(verified[:6]) <= searched
+    assert plans[-1]["candidates"][6]["default"] and verified[6] not in searched
     passes = read_json(job.round_dir(2) / "results.json")["results"]
-    assert [len(r["run_secs"]) for r in passes] == [7] * 6
+    assert [len(r["run_secs"]) for r in passes] == [7] * 7
     summary = read_json(job.root / "tasks" / "00" / "verified.json")
     kept = min(summary["candidates"], key=lambda c: c["verified_us"])
     assert summary["kept"] == kept["hash"]
+    default = summary["candidates"][6]
+    assert default["default"] and default["verified_us"] > 3 * kept["verified_us"]
+    assert summary["kept_default"] is False and report["tasks"][0]["kept_default"] is False
     assert report["tasks"][0]["verified_us"] == kept["verified_us"]
     assert report["curve"][-1]["verify"] and report["curve"][-1]["trials"] == 32
     records = verification.open_records(job.result_dir / "records")
@@ -122,8 +133,10 @@ def test_one_verification_round_covers_every_task(tmp_path, executor) -> None:
     for index, info in enumerate(job.tasks()):
         mine = [c["hash"] for c in last if c["task"] == index]
         searched = {c["hash"] for p in plans[:-1] if p["task"] == index for c in p["candidates"]}
-        assert 2 <= len(mine) <= 3 and set(mine) <= searched
+        assert 3 <= len(mine) <= 4 and set(mine[:-1]) <= searched  # and its default schedule
+        assert [bool(c.get("default")) for c in last if c["task"] == index][-1]
         summary = read_json(job.task_dir(info) / "verified.json")
+        assert summary["kept_default"] == (summary["kept"] == mine[-1])
         assert [c["hash"] for c in summary["candidates"]] == mine
         assert all(len(c["passes_us"]) == 3 for c in summary["candidates"])
         kept = min(summary["candidates"], key=lambda c: c["verified_us"])
@@ -225,8 +238,9 @@ def test_a_replaying_job_measures_the_recorded_candidates_round_by_round(tmp_pat
                 if bool(p.get("verify")) == verify]
 
     assert rounds(again) == rounds(source) and [len(r) for r in rounds(source)] == [8, 8]
-    # each then verifies its own leading candidates, by its own timings
-    assert [len(r) for r in rounds(again, verify=True)] == [6] == [len(r) for r in
+    # each then verifies its own leading candidates (and the default schedule), by its own
+    # timings
+    assert [len(r) for r in rounds(again, verify=True)] == [7] == [len(r) for r in
                                                                    rounds(source, verify=True)]
     assert again.progress().trials == source.progress().trials == 16
     missing = create_job(tmp_path / "missing", _spec(**small, replay=str(tmp_path / "nowhere")))
@@ -278,3 +292,35 @@ def test_a_cuda_job_extracts_searches_and_builds_without_a_gpu(tmp_path, executo
         module = Path(built["artifact"]).read_bytes()
         # a CUDA kernel, as source: this TVM has no CUDA runtime (docs/design.md section 3)
         assert b"__global__" in module
+
+
+def test_a_kept_default_schedule_is_what_the_compiler_gets(tmp_path) -> None:
+    """The default schedule's record, fastest in a verified database, is the one the compiler's
+    query hands out, and it leaves the workload as it was (a record with an empty trace would
+    be left out of MetaSchedule's top-k, so the untuned kernel could never be kept)."""
+    import tvm
+    import tvm_ffi
+    from tvm.s_tir import meta_schedule as ms
+
+    from simpletvm import tasks
+    from simpletvm.candidates import default_entry, replay, to_measure_candidate
+
+    target = _spec().target
+    (task,) = tasks.extract(SimpleTVM.from_zoo("matmul").module, target)
+    tuned = tvm.s_tir.Schedule(task.mod)
+    block = tuned.get_child_blocks(tuned.get_sblock("root"))[0]
+    tuned.parallel(tuned.get_loops(block)[0])
+    tuned_entry = {"trace": tuned.trace.as_json(), "args_info": default_entry(task.mod)[
+        "args_info"]}
+    db = ms.database.JSONDatabase(work_dir=str(tmp_path), module_equality="structural")
+    wl = db.commit_workload(task.mod)
+    for entry, secs in ((tuned_entry, 2e-6), (default_entry(task.mod), 1e-6)):
+        cand = to_measure_candidate(task.mod, entry)
+        db.commit_tuning_record(ms.database.TuningRecord(cand.sch.trace, wl, [secs],
+                                                         to_tvm(target), cand.args_info))
+    record = db.query_tuning_record(task.mod, to_tvm(target), "main")
+    assert [float(s) for s in record.run_secs] == [1e-6]
+    kept = replay(task.mod, json.loads(json.dumps(record.trace.as_json(), default=int)))
+    assert tvm_ffi.structural_equal(kept.mod, task.mod)
+    assert not tvm_ffi.structural_equal(tuned.mod, task.mod)
+

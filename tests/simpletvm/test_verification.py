@@ -40,7 +40,7 @@ def test_passes_alternate_their_order() -> None:
 
 
 def _spec(**kw) -> JobSpec:
-    return JobSpec(name="j", target={"kind": "llvm"}, trials=32, **kw)
+    return JobSpec(**{"name": "j", "target": {"kind": "llvm"}, "trials": 32, **kw})
 
 
 def test_verification_follows_the_search_for_all_tasks_at_once() -> None:
@@ -99,21 +99,31 @@ def test_plan_reads_batches_from_the_committed_records_not_round_directories(tmp
                                                      "verify": True}]
     job.write_progress(Progress(trials=6, tasks=[TaskProgress(5, 1.1), TaskProgress(1, 5.0)],
                                 curve=curve))
-    plan = verification.plan(job, _spec(verify_top=4), [0, 1], exhausted=[])
+    def default(task_dir):  # the task's untransformed schedule; task 1's was measured as "c"
+        return {"hash": "c" if task_dir.name == "01" else f"default-{task_dir.name}",
+                "trace": [[], []], "args_info": [], "default": True}
+
+    plan = verification.plan(job, _spec(verify_top=4), [0, 1], exhausted=[], default=default)
     # task 0: batch winners first (b from round 0, e from round 2), then seconds; x failed to
-    # run. Then task 1's one candidate: one round, each candidate naming its task
+    # run; then its default schedule. Then task 1's one candidate, which is its default: not
+    # timed twice. One round, each candidate naming its task
     assert [(c["hash"], c["task"]) for c in plan["candidates"]] == [
-        ("b", 0), ("e", 0), ("a", 0), ("d", 0), ("c", 1)]
+        ("b", 0), ("e", 0), ("a", 0), ("d", 0), ("default-00", 0), ("c", 1)]
     assert plan["candidates"][0]["trace"] == [["trace", "b"]]
     assert plan["candidates"][0]["args_info"] == [["TENSOR", "f", [1]]]
     assert plan["candidates"][0]["search_us"] == 1.1e6
+    assert plan["candidates"][4]["default"] and "default" not in plan["candidates"][5]
     assert plan["task"] is None and plan["verify"] == {"passes": 7, "tasks": [0, 1]}
     assert verification.is_verify_plan(plan) and verification.verified_tasks(plan) == [0, 1]
-    assert [verification.task_of(plan, c) for c in plan["candidates"]] == [0, 0, 0, 0, 1]
+    assert [verification.task_of(plan, c) for c in plan["candidates"]] == [0, 0, 0, 0, 0, 1]
     search = {"task": 1, "candidates": [{"hash": "z"}], "exhausted_tasks": []}
     assert verification.task_of(search, search["candidates"][0]) == 1
     assert verification.verified_tasks(search) == []
-    assert len(verification.plan(job, _spec(verify_top=2), [0], exhausted=[])["candidates"]) == 2
+    two = verification.plan(job, _spec(verify_top=2), [0], exhausted=[], default=default)
+    assert [c["hash"] for c in two["candidates"]] == ["b", "e", "default-00"]
+    cuda = verification.plan(job, _spec(verify_top=2, target={"kind": "cuda"}), [0],
+                             exhausted=[], default=default)
+    assert [c["hash"] for c in cuda["candidates"]] == ["b", "e"]  # dlight's default: no trace
 
 
 def test_a_missed_goal_is_checked_again_once_the_estimate_is_better() -> None:

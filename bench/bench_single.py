@@ -1,0 +1,315 @@
+"""One job alone: tunesched (a one-job service) against TVM's own loop, same model, target,
+budget, batch and seed; then the models both produced, timed side by side.
+
+    python bench/bench_single.py              # 3 models x budgets 64 and 256 (about 50 min)
+    python bench/bench_single.py --quick      # 2 models, budget 64 (about 8 min)
+
+Models (kernels of 0.05 ms or more, so timings judge schedules, not the thread pool's wake-up):
+`odd`, built here with shapes no zoo model has (two convolutions, a flatten, two dense layers:
+five tasks, one of them a reshape); `convnet`, the zoo's, on a 32x32 input; `dense`, two dense
+layers of 64x256 -> 512 -> 256.
+
+Ways: `tvm` runs `SimpleTVM.tune` (TVM's `tune_tasks`, gradient task scheduler) in a fresh
+process, then compiles: its wall is the process's, start to exit. `tunesched` submits the job
+(`fresh`: nothing from earlier jobs) to an embedded daemon with one runner on this host: its wall
+is submit to done, final benchmark included. The two alternate, model by model.
+
+Device time: `kernel s` is what each way's records say the kernels ran (samples x mean time,
+the same formula for both); `profile s` is tunesched's profile leases (the device held).
+
+Final latency: every model built with each way's records, the untuned build and ONNX Runtime
+(as many threads as cores) timed in alternating turns (simpletvm.turns); the noise control is
+TVM's model timed twice, as two entries. Writes bench/results/single.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from bench_memory import TARGET, _model, dense_model
+from onnx import helper, numpy_helper
+
+from scheduler.core import TERMINAL_JOB_STATES, SchedulerConfig
+from scheduler.service.config import DaemonConfig
+from scheduler.testing import LocalCluster, wait_for
+from simpletvm import SimpleTVM, zoo
+from simpletvm.spec import JobSpec
+from simpletvm.turns import in_turns
+
+RESULTS = Path(__file__).parent / "results"
+CORES = sorted(os.sched_getaffinity(0))
+BATCH = 32
+SEED = 0
+
+
+def odd_model(seed: int = 7) -> bytes:
+    """Conv 5->24 (3x3, 37x37), conv 24->40 (3x3, stride 2), flatten, dense 12960->96, dense
+    96->10: shapes no zoo model has."""
+    rng = np.random.default_rng(seed)
+
+    def init(name: str, shape: tuple[int, ...]) -> Any:
+        scale = 1 / math.sqrt(math.prod(shape[1:]))
+        return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype("float32"),
+                                       name)
+
+    inits = [init("w1", (24, 5, 3, 3)), init("w2", (40, 24, 3, 3)),
+             init("d1", (96, 12960)), init("d2", (10, 96))]
+    inits += [numpy_helper.from_array(np.zeros(n, "float32"), f"b{i}")
+              for i, n in enumerate((24, 40, 96, 10))]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b0"], ["c1"], kernel_shape=[3, 3],
+                              pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2", "b1"], ["c2"], kernel_shape=[3, 3],
+                              strides=[2, 2]),
+             helper.make_node("Relu", ["c2"], ["r2"]),
+             helper.make_node("Flatten", ["r2"], ["f"], axis=1),
+             helper.make_node("Gemm", ["f", "d1", "b2"], ["g1"], transB=1),
+             helper.make_node("Relu", ["g1"], ["r3"]),
+             helper.make_node("Gemm", ["r3", "d2", "b3"], ["y"], transB=1)]
+    return _model(nodes, inits, [1, 5, 37, 37], "y", [1, 10])
+
+
+MODELS = {"odd": odd_model, "convnet": lambda: zoo.model_bytes("convnet", {"x": [1, 3, 32, 32]}),
+          "dense": lambda: dense_model([256, 512, 256], 64, seed=1)}
+
+
+@dataclass
+class Tuned:
+    """One way's run of one model at one budget."""
+
+    way: str
+    model: str
+    budget: int
+    wall_s: float
+    records: Path  # a records tree SimpleTVM.use_records takes
+    trials_per_task: dict[str, int]
+    kernel_s: float
+    profile_s: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}/{self.budget}/{self.way}"
+
+
+# ---------------------------------------------------------------------- the two ways
+TVM_CHILD = """
+import json, sys
+from simpletvm import SimpleTVM
+onnx_path, target, trials, work, batch, seed = sys.argv[1:]
+m = SimpleTVM.from_onnx(onnx_path).target(json.loads(target))
+m.tune(int(trials), work, batch_size=int(batch), seed=int(seed)).compile()
+"""
+
+
+def run_tvm(model: str, onnx_path: Path, budget: int, work: Path) -> Tuned:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", TVM_CHILD, str(onnx_path), json.dumps(TARGET),
+                    str(budget), str(work), str(BATCH), str(SEED)], check=True,
+                   stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    per_task, kernel_s = _tvm_records(onnx_path, work)
+    return Tuned("tvm", model, budget, wall, work, per_task, kernel_s)
+
+
+def _tvm_records(onnx_path: Path, work: Path) -> tuple[dict[str, int], float]:
+    """Trials per task and kernel seconds from the JSON database `tune_tasks` wrote."""
+    from tvm.s_tir import meta_schedule as ms
+
+    db = ms.database.JSONDatabase(work_dir=str(work), module_equality="structural")
+    per_task, kernel_s = {}, 0.0
+    for task in SimpleTVM.from_onnx(onnx_path).target(TARGET).tasks:
+        records = db.get_top_k(db.commit_workload(task.mod), 1 << 30) \
+            if db.has_workload(task.mod) else []
+        per_task[task.name] = len(records)
+        kernel_s += sum(_kernel_s([float(s) for s in r.run_secs]) for r in records)
+    return per_task, kernel_s
+
+
+def _kernel_s(run_secs: list[float]) -> float:
+    """Seconds a record's kernel ran: its samples at their mean (failed runs: none)."""
+    return 0.0 if not run_secs or max(run_secs) >= 1e9 else sum(run_secs)
+
+
+def run_tunesched(cluster: LocalCluster, model: str, data: bytes, budget: int,
+                  out: Path) -> Tuned:
+    spec = JobSpec(model=f"{model}.onnx", target=TARGET, trials=budget, batch_size=BATCH,
+                   seed=SEED, fresh=True, name=f"{model}-{budget}")
+    job = cluster.client.submit(spec, data).job_id
+    info = wait_for(lambda: (lambda i: i if i.state in TERMINAL_JOB_STATES else None)(
+        cluster.client.get(job)), 7200, f"{model} to end", interval=0.5)
+    if info.state != "done":
+        raise SystemExit(f"{model}/{budget} ended {info.state}: {info.error}")
+    cluster.client.fetch_result(job, out)
+    report = json.loads((out / "report.json").read_text())
+    leases = [x for x in cluster.client.timeline() if x["job_id"] == job]
+    spent: dict[str, float] = {}
+    for lease in leases:
+        spent[lease["stage"]] = spent.get(lease["stage"], 0.0) + (
+            float(lease["ended_at"]) - float(lease["granted_at"]))
+    kernel_s = sum(_kernel_s(json.loads(line)[1][1])
+                   for f in (out / "records").glob("*/database_tuning_record.json")
+                   for line in f.read_text().splitlines() if line.strip())
+    kept_default = [t["name"] for t in report["tasks"] if t.get("kept_default")]
+    return Tuned("tunesched", model, budget, info.finished_at - info.submitted_at,
+                 out / "records", {t["name"]: t["trials"] for t in report["tasks"]}, kernel_s,
+                 spent.get("profile", 0.0),
+                 {"stages": spent, "rounds": report["rounds"], "kept_default": kept_default})
+
+
+# ---------------------------------------------------------------------- timing
+def time_all(onnx_path: Path, runs: list[Tuned], turns: int) -> dict[str, float]:
+    """us per entry: each run's model, TVM's model again (noise control), the untuned build
+    and ONNX Runtime, timed in alternating turns."""
+    import onnxruntime as ort
+
+    timers: dict[str, Any] = {}
+    for run in runs:
+        built = SimpleTVM.from_onnx(onnx_path).target(TARGET).use_records(run.records).compile()
+        timers[run.way] = _tvm_timer(built)
+    tvm_run = next(r for r in runs if r.way == "tvm")
+    timers["tvm again"] = _tvm_timer(SimpleTVM.from_onnx(onnx_path).target(TARGET)
+                                     .use_records(tvm_run.records).compile())
+    timers["untuned"] = _tvm_timer(SimpleTVM.from_onnx(onnx_path).target(TARGET).compile())
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = len(CORES)
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    feed = {i.name: np.random.default_rng(0).standard_normal(i.shape).astype("float32")
+            for i in session.get_inputs()}
+    timers["onnxruntime"] = lambda: _median_us(lambda: session.run(None, feed))
+    samples: dict[str, list[float]] = {k: [] for k in timers}
+    order = list(timers)
+    for _ in range(turns):
+        for name in order:
+            samples[name].append(timers[name]())
+        order.reverse()
+    return in_turns(samples)
+
+
+def _tvm_timer(built: SimpleTVM) -> Any:
+    return lambda: built.benchmark(repeat=10, baseline=False).latency.median_us
+
+
+def _median_us(call: Any, repeat: int = 10, min_ms: float = 50.0) -> float:
+    call()
+    times = []
+    for _ in range(repeat):
+        n, start = 0, time.perf_counter()
+        while (time.perf_counter() - start) * 1e3 < min_ms:
+            call()
+            n += 1
+        times.append((time.perf_counter() - start) / n * 1e6)
+    return statistics.median(times)
+
+
+# ---------------------------------------------------------------------- the bench
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="odd and dense, budget 64 only")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where single.md goes")
+    parser.add_argument("--turns", type=int, default=12, help="timing turns per model")
+    parser.add_argument("--models", default=None, help="comma-separated subset of "
+                        + ",".join(MODELS))
+    parser.add_argument("--budgets", default=None, help="comma-separated (default 64,256)")
+    args = parser.parse_args(argv)
+    models = args.models.split(",") if args.models else (
+        ["odd", "dense"] if args.quick else list(MODELS))
+    budgets = [int(b) for b in args.budgets.split(",")] if args.budgets else (
+        [64] if args.quick else [64, 256])
+    os.environ.setdefault("TVM_NUM_THREADS", str(len(CORES)))  # as the stages run kernels
+    started = time.time()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-single-") as tmp:
+        root = Path(tmp)
+        config = DaemonConfig(root / "state" / "scheduler.db",
+                              core=SchedulerConfig(foreign_load_threshold=1.0))
+        with LocalCluster(root, {"bench-host": 1}, cores=CORES, config=config) as cluster:
+            for m_index, model in enumerate(models):
+                data = MODELS[model]()
+                onnx_path = root / f"{model}.onnx"
+                onnx_path.write_bytes(data)
+                for b_index, budget in enumerate(budgets):
+                    ways = ["tvm", "tunesched"]
+                    if (m_index + b_index) % 2:
+                        ways.reverse()  # alternate which way runs first
+                    runs = []
+                    for way in ways:
+                        print(f"{model} {budget}: {way}", file=sys.stderr, flush=True)
+                        runs.append(run_tvm(model, onnx_path, budget, root / "tvm" / f"{model}-"
+                                            f"{budget}") if way == "tvm" else run_tunesched(
+                            cluster, model, data, budget, root / "ts" / f"{model}-{budget}"))
+                        print(f"  {runs[-1].wall_s:.0f} s, trials {runs[-1].trials_per_task}",
+                              file=sys.stderr, flush=True)
+                    timed = time_all(onnx_path, runs, args.turns)
+                    rows.append({"model": model, "budget": budget, "runs": runs,
+                                 "timed": timed})
+                    print("  timed (us): " + ", ".join(f"{k} {v:.1f}" for k, v in timed.items()),
+                          file=sys.stderr, flush=True)
+    _write(rows, args, time.time() - started)
+    return 0
+
+
+def _geomean(values: list[float]) -> float:
+    return math.exp(statistics.fmean(math.log(v) for v in values)) if values else float("nan")
+
+
+def _write(rows: list[dict[str, Any]], args: argparse.Namespace, wall: float) -> None:
+    command = "python bench/bench_single.py" + (" --quick" if args.quick else "")
+    lines = [f"`{command}` ({wall / 60:.0f} min on {len(CORES)} cores, "
+             f"{time.strftime('%Y-%m-%d')}); target {json.dumps(TARGET)}, batch {BATCH}, "
+             f"seed {SEED}", "",
+             "| model | budget | wall tunesched / TVM | latency tunesched / TVM | "
+             "tunesched / untuned | TVM / untuned | tunesched / ORT | noise (TVM twice) | "
+             "kernel s ts / TVM | profile s ts | rounds | trials per task ts / TVM | "
+             "default kept |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    by_budget: dict[int, dict[str, list[float]]] = {}
+    for row in rows:
+        ts, tv = (next(r for r in row["runs"] if r.way == w) for w in ("tunesched", "tvm"))
+        t = row["timed"]
+        noise = abs(t["tvm again"] / t["tvm"] - 1)
+        ratios = by_budget.setdefault(row["budget"], {"wall": [], "lat": [], "untuned": []})
+        ratios["wall"].append(ts.wall_s / tv.wall_s)
+        ratios["lat"].append(t["tunesched"] / t["tvm"])
+        ratios["untuned"].append(t["tunesched"] / t["untuned"])
+        per_task = " ".join(f"{ts.trials_per_task.get(n, 0)}/{tv.trials_per_task.get(n, 0)}"
+                            for n in tv.trials_per_task)
+        lines.append(
+            f"| {row['model']} | {row['budget']} | {ts.wall_s:.0f}/{tv.wall_s:.0f} s = "
+            f"{ts.wall_s / tv.wall_s:.2f} | {t['tunesched']:.1f}/{t['tvm']:.1f} us = "
+            f"{t['tunesched'] / t['tvm']:.3f} | {t['tunesched'] / t['untuned']:.3f} | "
+            f"{t['tvm'] / t['untuned']:.3f} | {t['tunesched'] / t['onnxruntime']:.2f} | "
+            f"{100 * noise:.1f}% | {ts.kernel_s:.2f}/{tv.kernel_s:.2f} | {ts.profile_s:.0f} | "
+            f"{ts.extra['rounds']} | {per_task} | {', '.join(ts.extra['kept_default']) or '-'} |")
+    lines += ["", "Geomean over the models:", "",
+              "| budget | wall tunesched / TVM | latency tunesched / TVM | "
+              "tunesched / untuned |", "|---|---|---|---|"]
+    for budget, ratios in sorted(by_budget.items()):
+        lines.append(f"| {budget} | {_geomean(ratios['wall']):.3f} | "
+                     f"{_geomean(ratios['lat']):.3f} | {_geomean(ratios['untuned']):.3f} |")
+    lines += ["", "Stage seconds of each tunesched job (summed leases):", ""]
+    for row in rows:
+        ts = next(r for r in row["runs"] if r.way == "tunesched")
+        lines.append(f"- {row['model']}/{row['budget']}: " + ", ".join(
+            f"{k} {v:.1f}" for k, v in sorted(ts.extra["stages"].items())))
+    lines.append("")
+    text = "\n".join(lines)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / ("single-quick.md" if args.quick else "single.md")).write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
