@@ -15,7 +15,7 @@ import click
 
 from cli.format import job_lines, job_table_rows, report_lines, runner_lines, us
 from cli.options import connection
-from cli.params import INPUT_SHAPE, TARGET
+from cli.params import INPUT_SHAPE, JOB_TARGET
 from client.api import read_model
 from simpletvm.spec import JobSpec
 
@@ -43,8 +43,10 @@ def spec_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.command()
 @click.argument("model")
 @connection
-@click.option("--target", type=TARGET, default="cpu", show_default=True,
-              help='cpu, cuda, or a JSON dict such as {"kind": "llvm", "num-cores": 2}.')
+@click.option("--target", type=JOB_TARGET, default="cpu", show_default=True,
+              help='cpu (every core of the runner that takes the job; an llvm dict without '
+                   'num-cores too), cuda, or a JSON dict such as {"kind": "llvm", '
+                   '"num-cores": 2}.')
 @click.option("--trials", type=click.IntRange(min=0), required=True,
               help="Trial budget (0: compile only, no tuning).")
 @click.option("--input-shape", "input_shapes", type=INPUT_SHAPE, multiple=True,

@@ -40,15 +40,20 @@ class Gpus(IdList):
 
 
 class Target(click.ParamType):
-    """"cpu", "cuda" or a JSON dict -> a target dict (presets resolved on this machine)."""
+    """"cpu", "cuda" or a JSON dict -> a target dict. `resolve`: an llvm target without
+    num-cores ("cpu") takes this machine's cores; else it is left for the runner that takes
+    the job (simpletvm.targets.on_host)."""
 
     name = "TARGET"
+
+    def __init__(self, resolve: bool = True) -> None:
+        self.resolve = resolve
 
     def convert(self, value: Any, param: Any, ctx: Any) -> dict[str, Any]:
         if isinstance(value, dict):
             return value
         try:
-            return parse_target(value, check_with_tvm=False)
+            return parse_target(value, check_with_tvm=False, resolve=self.resolve)
         except TargetError as exc:
             self.fail(str(exc), param, ctx)
 
@@ -99,5 +104,6 @@ class StageSeconds(click.ParamType):
 
 IDS = IdList()
 GPUS = Gpus()
-TARGET = Target()
+TARGET = Target()  # records made on this machine
+JOB_TARGET = Target(resolve=False)  # a job: "cpu" is the cores of the runner that takes it
 INPUT_SHAPE = InputShape()

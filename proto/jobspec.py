@@ -38,8 +38,9 @@ def to_pb(spec: JobSpec, request_id: str = "") -> pb.JobSpec:
 
 
 def from_pb(msg: pb.JobSpec) -> JobSpec:
-    """The JobSpec a wire spec asks for (target presets such as "cpu" resolved here);
-    SpecError, one line, when it breaks a rule."""
+    """The JobSpec a wire spec asks for (a preset such as "cuda" made a dict here; "cpu", or an
+    llvm target without num-cores, is left for the runner that takes the job); SpecError, one
+    line, when it breaks a rule."""
     values: dict[str, Any] = {}
     for f in fields(JobSpec):
         wire = WIRE_NAMES.get(f.name, f.name)
@@ -49,7 +50,8 @@ def from_pb(msg: pb.JobSpec) -> JobSpec:
         present = msg.HasField(wire) if _WIRE[wire].has_presence else bool(value)
         if present or f.name in REQUIRED:
             values[f.name] = value
-    values["target"] = parse_target(msg.target_json or "cpu", check_with_tvm=False)
+    values["target"] = parse_target(msg.target_json or "cpu", check_with_tvm=False,
+                                    resolve=False)
     if "input_shapes" in values:
         values["input_shapes"] = _json(values["input_shapes"])
     return JobSpec(**values)

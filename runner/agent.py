@@ -31,6 +31,7 @@ from simpletvm import bundle, warmstart
 from simpletvm.errors import JobDirError
 from simpletvm.executor import Executor, StageExecutor, StageHandle, StageOutcome, StageRequest
 from simpletvm.jobdir import JobDir
+from simpletvm.targets import on_host
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,17 @@ def _forget_version(job: JobDir) -> None:
     for path in (job.spec_path, job.progress_path):
         with contextlib.suppress(OSError):
             path.unlink(missing_ok=True)
+
+
+def _resolve_target(job: JobDir, cores: int) -> None:
+    """An llvm target submitted without num-cores ("cpu") runs on every core this runner
+    offers: job.json says so before any stage reads it. Once written it travels with the
+    job's state, so the job keeps the count it was tuned for if it moves."""
+    spec = job.spec()
+    target = on_host(spec.target, cores)
+    if target != spec.target:
+        job.write_spec(spec.with_(target=target))
+        log.info("job %s: target %s on this host's %d cores", spec.job_id, target, cores)
 
 
 def stage_request(start: pb.StartStage, job_dir: str) -> StageRequest:
@@ -207,6 +219,8 @@ class Agent:
                 self.paused.discard(lease.lease_id)
             if revoked:
                 return  # the scheduler took the lease back: it does not want this result
+            if outcome.ok and start.stage == "extract":  # the model: once, before its state
+                self._upload(job, start, "model")
             if outcome.ok and start.stage in ("extract", "learn"):
                 self._upload(job, start, "state")
             elif outcome.ok and outcome.result.get("final"):  # the final benchmark: report
@@ -251,6 +265,7 @@ class Agent:
                 raise
             log.info("fetched job %s state v%d (%d bytes)", start.job_id, start.state_version,
                      len(data))
+        _resolve_target(job, len(self.config.host.cores))
         return job
 
     def _fetch_known(self, job: JobDir, start: pb.StartStage) -> None:

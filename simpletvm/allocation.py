@@ -8,9 +8,10 @@ for this, two small tasks took all 64 trials and the two largest convolutions no
    second, in order of its share of the model (weight x FLOPs, the only estimate there is before
    a measurement), so a budget that cannot reach every task reaches the biggest. When the budget
    is small against the tasks still waiting, warm-up batches shrink to budget / tasks (at least
-   MIN_BATCH), so each of them is measured; a remainder under MIN_BATCH joins the batch before it
-   (within the job's batch size) rather than paying for a round of its own. Tasks under NEGLIGIBLE of the model (a reshape, a
-   bias add) come only after every other task is exhausted.
+   MIN_BATCH), so each of them is measured; a remainder under MIN_BATCH joins the batch before
+   it (within the job's batch size) rather than paying for a round of its own. Tasks under
+   NEGLIGIBLE of the model (a reshape, a bias add) come only after every other task is
+   exhausted.
 2. **Then by expected gain** (Ansor's gradient task scheduler, Zheng et al. 2020, section 6):
    a task's contribution is weight x its best time; the next batch goes where that is expected
    to fall most per trial: ALPHA x the fall per trial over its last WINDOW batches (what it has

@@ -30,10 +30,11 @@ def _cuda_arch() -> str:
     return "sm_80"
 
 
-def preset(name: str) -> TargetSpec:
-    """The target dict behind a preset name ("cpu"/"llvm" or "cuda"/"gpu")."""
+def preset(name: str, resolve: bool = True) -> TargetSpec:
+    """The target dict behind a preset name ("cpu"/"llvm" or "cuda"/"gpu"); without
+    `resolve`, "cpu" names no num-cores (every core of the host it runs on: `on_host`)."""
     if name in ("cpu", "llvm"):
-        return {"kind": "llvm", "num-cores": os.cpu_count() or 1}
+        return {"kind": "llvm", "num-cores": os.cpu_count() or 1} if resolve else {"kind": "llvm"}
     if name in ("cuda", "gpu"):
         return {
             "kind": "cuda",
@@ -46,25 +47,37 @@ def preset(name: str) -> TargetSpec:
     raise TargetError(f"unknown target {name!r}: {_HELP}")
 
 
-def parse_target(spec: str | TargetSpec, check_with_tvm: bool = True) -> TargetSpec:
+def parse_target(spec: str | TargetSpec, check_with_tvm: bool = True,
+                 resolve: bool = True) -> TargetSpec:
     """A validated target dict from a preset name, a JSON string or a dict.
 
     `check_with_tvm=False` checks the form only (for processes that do not load TVM).
+    `resolve=False` leaves an llvm target without num-cores ("cpu" included) as it is, for a
+    job submitted to the scheduler: it runs on all the cores of the runner that takes it
+    (`on_host`), not on this machine's.
     """
     if isinstance(spec, str):
         text = spec.strip()
         if not text.startswith("{"):
-            return preset(text)
+            return preset(text, resolve)
         try:
             spec = json.loads(text)
         except (ValueError, RecursionError) as exc:  # also 4300+ digit numbers, deep nesting
             why = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
             raise TargetError(f"target is not valid JSON ({why}): {_HELP}") from exc
     spec = check_target(spec)
-    if spec["kind"] == "llvm":
-        spec.setdefault("num-cores", os.cpu_count() or 1)
+    if resolve:
+        spec = on_host(spec, os.cpu_count() or 1)
     if check_with_tvm:
         to_tvm(spec)
+    return spec
+
+
+def on_host(spec: TargetSpec, cores: int) -> TargetSpec:
+    """`spec` as it runs on a host of `cores` cores: an llvm target that names no num-cores
+    takes them all; any other target is returned as it is."""
+    if spec["kind"] == "llvm" and "num-cores" not in spec:
+        return {**spec, "num-cores": cores}
     return spec
 
 

@@ -74,7 +74,7 @@ def test_unset_wire_fields_take_the_spec_defaults() -> None:
     assert (spec.batch_size, spec.verify_top, spec.verify_passes, spec.latency_goal_us,
             spec.min_task_share) == (defaults.batch_size, defaults.verify_top,
                                      defaults.verify_passes, None, 0.0)
-    assert spec.target["kind"] == "llvm" and spec.target["num-cores"] >= 1  # "cpu" resolved
+    assert spec.target == {"kind": "llvm"}  # "cpu": resolved by the runner that takes it
     off = jobspec.from_pb(pb.JobSpec(model="zoo:mlp", trials=8, verify_top=0))
     assert off.verify_top == 0  # an optional field set to 0 is not "unset"
 

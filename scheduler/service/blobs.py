@@ -2,6 +2,7 @@
 
     blobs/JOB/model.onnx        the uploaded model (absent for zoo models)
     blobs/JOB/state.tar.gz      the job's latest committed state (after extract / each learn)
+    blobs/JOB/model.tar.gz      model/ as the extract stage left it (sent once)
     blobs/JOB/result.tar.gz     result/ of the compile stage
 """
 

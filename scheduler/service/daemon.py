@@ -44,6 +44,7 @@ from scheduler.service.watchers import Watchers
 from simpletvm import bundle, tuningdb
 from simpletvm.errors import JobDirError
 from simpletvm.spec import JobSpec
+from simpletvm.targets import on_host
 
 log = logging.getLogger(__name__)
 
@@ -331,12 +332,15 @@ class Daemon:
             return record
 
     def job_bundle(self, job_id: str) -> tuple[bytes, int]:
-        """The job's latest state bundle and its version; an initial one before extract."""
+        """The job's latest state bundle with its model bundle (simpletvm.bundle) and its
+        version; an initial one before extract."""
         with self.lock:
             record = self.get(job_id)
             data = self.blobs.get(job_id, "state.tar.gz")
-            if data is not None and record.state_version >= 0:
-                return data, record.state_version
+            model_files = self.blobs.get(job_id, "model.tar.gz")
+            version = record.state_version
+        if data is not None and version >= 0:  # merged outside the lock
+            return bundle.merge(model_files, data) if model_files else data, version
         # built outside the lock; the model blob never changes
         model = self.blobs.get(job_id, "model.onnx") if record.uploaded_model else None
         return bundle.initial(record.spec, model), -1
@@ -367,7 +371,7 @@ class Daemon:
                 with self.store.transaction() as tx:  # records go with the state they came in
                     tx.put_job(job_id, record.request_id, record.to_dict())
                     if found is not None:
-                        scope, key = self._filing(record.spec, lease_id)
+                        scope, key = self._filing(record.spec, lease_id, found.target)
                         self.records.ingest(tx, job_id, scope, key, found, model)
         finally:
             for path in (staged, model):  # committed: gone already; refused: dropped
@@ -375,15 +379,22 @@ class Daemon:
                     path.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ tuning memory
-    def _filing(self, spec: JobSpec, lease_id: str) -> tuple[str, str]:
+    def _filing(self, spec: JobSpec, lease_id: str,
+                resolved: dict[str, Any] | None = None) -> tuple[str, str]:
         """(scope, target key) of a job's records: its target, timed on the device of the
-        runner holding `lease_id` (call under the lock, with the lease live)."""
+        runner holding `lease_id` (call under the lock, with the lease live). An llvm target
+        submitted without num-cores runs on every core of the runner that took it: the target
+        as that runner resolved it (`resolved`, from the job's state), else on the cores of
+        the lease's runner, which resolves it the same way."""
         link = self.links.get(self.core.leases[lease_id].holder)
         register = link.register if link is not None else {}
         device = tuningdb.device_model(spec.target["kind"], register.get("cpu_model", ""),
                                        register.get("gpu_models", []))
-        return (self.config.records_scope_of(spec.user),
-                tuningdb.target_key(spec.target, device))
+        cores = len(register.get("cores", [])) or 1
+        if resolved and isinstance(resolved.get("num-cores"), int) and resolved["num-cores"] > 0:
+            cores = resolved["num-cores"]
+        target = on_host(spec.target, cores)
+        return (self.config.records_scope_of(spec.user), tuningdb.target_key(target, device))
 
     def known_records(self, job_id: str, lease_id: str, epoch: int,
                       workloads: list[str]) -> dict[str, bytes]:

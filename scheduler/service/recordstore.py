@@ -72,6 +72,7 @@ class StateRecords:
 
     tasks: list[TaskRecords] = field(default_factory=list)
     cost_model: bytes | None = None
+    target: dict[str, Any] | None = None  # as the job's runner resolved it (job.json)
 
 
 def parse_state(bundle: bytes) -> StateRecords:
@@ -80,9 +81,10 @@ def parse_state(bundle: bytes) -> StateRecords:
     with tarfile.open(fileobj=io.BytesIO(bundle), mode="r:gz") as tar:
         for member in tar.getmembers():
             if member.isfile() and (member.name.startswith("tasks/") or member.name in (
-                    "progress.json", "cost_model.tar")):
+                    "progress.json", "cost_model.tar", "job.json")):
                 files[member.name] = tar.extractfile(member).read()
-    out = StateRecords(cost_model=files.get("cost_model.tar"))
+    spec = json.loads(files.get("job.json", b"{}")) or {}
+    out = StateRecords(cost_model=files.get("cost_model.tar"), target=spec.get("target"))
     if "tasks/index.json" not in files:
         return out
     known = (json.loads(files.get("progress.json", b"{}")) or {}).get("known") or {}

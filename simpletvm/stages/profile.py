@@ -8,9 +8,11 @@ times its candidates in several interleaved passes and records each one's per-pa
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 from simpletvm import goalcheck, verification
@@ -27,14 +29,21 @@ NUMBER, REPEAT, MIN_REPEAT_MS = 3, 3, 35
 # A verification pass takes one such sample of each candidate: more passes, spread over time,
 # for what three samples in a row cost.
 VERIFY_REPEAT = 1
+# A search candidate whose first sample is this many times the task's best so far is not timed
+# again (AdaTune's early stop, in its simplest form): two more samples could not make it the
+# best, whatever the noise of this box (two timings of one model minutes apart differed by up
+# to 30%), and most candidates of a task's first batches are that slow.
+CLEARLY_SLOWER = 2.0
 
 _INPUTS: list[tuple[str, str, list[Any]]] = []
 _REPEAT = [REPEAT]
+_BEST = [math.inf]  # the task's best seconds so far: set before the worker forks, then its own
 
 
-def time_one(artifact: str, device: str, args_info: list[Any],
-             repeat: int = REPEAT) -> list[float]:
-    """Run seconds of one artifact, as MetaSchedule's LocalRunner measures them."""
+def time_one(artifact: str, device: str, args_info: list[Any], repeat: int = REPEAT,
+             cutoff: float = math.inf) -> list[float]:
+    """Run seconds of one artifact, as MetaSchedule's LocalRunner measures them: `repeat`
+    samples, or only the first when it is over `cutoff` seconds (`adaptive`)."""
     import tvm
     from tvm.s_tir.meta_schedule.runner import EvaluatorConfig
     from tvm.s_tir.meta_schedule.runner.utils import alloc_argument_common, run_evaluator_common
@@ -43,13 +52,31 @@ def time_one(artifact: str, device: str, args_info: list[Any],
     dev = tvm.runtime.device(device, 0)
     fill = tvm.get_global_func("tvm.contrib.random.random_fill_for_measure", allow_missing=True)
     args = alloc_argument_common(fill, dev, args_info, 1)
-    config = EvaluatorConfig(number=NUMBER, repeat=repeat, min_repeat_ms=MIN_REPEAT_MS,
-                             enable_cpu_cache_flush=False)
-    return [float(s) for s in run_evaluator_common(rt_mod, dev, config, args)]
+
+    def samples(n: int) -> list[float]:
+        config = EvaluatorConfig(number=NUMBER, repeat=n, min_repeat_ms=MIN_REPEAT_MS,
+                                 enable_cpu_cache_flush=False)
+        return [float(s) for s in run_evaluator_common(rt_mod, dev, config, args)]
+
+    return adaptive(samples, repeat, cutoff)
+
+
+def adaptive(samples: Callable[[int], list[float]], repeat: int, cutoff: float) -> list[float]:
+    """`repeat` samples (`samples(n)` takes n), or the first alone when it is over `cutoff`."""
+    if repeat <= 1 or not math.isfinite(cutoff):
+        return samples(repeat)
+    first = samples(1)
+    return first if first[0] > cutoff else first + samples(repeat - 1)
 
 
 def _time_index(i: int) -> list[float]:
-    return time_one(*_INPUTS[i], repeat=_REPEAT[0])
+    """In the worker: time candidate i; a search candidate clearly slower than the best so far
+    (the task's, then this batch's) gets one sample."""
+    if _REPEAT[0] != REPEAT:  # a verification pass: every candidate alike
+        return time_one(*_INPUTS[i], repeat=_REPEAT[0])
+    out = time_one(*_INPUTS[i], repeat=REPEAT, cutoff=CLEARLY_SLOWER * _BEST[0])
+    _BEST[0] = min(_BEST[0], statistics.median(out))
+    return out
 
 
 def pin_to_target(target: dict[str, Any], cores: list[int]) -> list[int]:
@@ -87,6 +114,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     verify = verification.is_verify_plan(plan)
     started = time.time()
     _REPEAT[0] = VERIFY_REPEAT if verify else REPEAT
+    best_us = None if verify else ctx.job.progress().tasks[plan["task"]].best_us
+    _BEST[0] = best_us * 1e-6 if best_us else math.inf
     if verify:
         outcomes = _time_in_passes(len(todo), int(plan["verify"]["passes"]))
     else:
@@ -101,6 +130,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     ok = [min(r["run_secs"]) for r in results if r["run_secs"]]
     summary = {"measured": len(ok), "errors": len(results) - len(ok),
                "batch_best_us": min(ok) * 1e6 if ok else None,
+               "one_sample": 0 if verify else sum(
+                   len(r["run_secs"] or []) == 1 for r in results),
                "started": started, "finished": finished}
     return {**summary, "trials": 0, "verify": True} if verify else summary
 

@@ -74,9 +74,9 @@ def assert_profiles_ran_alone(leases: list[dict]) -> None:
                 assert not (a < p["child_finished"] and p["child_started"] < b), (p, other)
 
 
-def state_files(state: Path, job: str) -> dict[str, bytes]:
-    """The daemon's committed state bundle of `job`, as {path: bytes}."""
-    data = (state.parent / f"{state.stem}-blobs" / job / "state.tar.gz").read_bytes()
+def state_files(state: Path, job: str, kind: str = "state") -> dict[str, bytes]:
+    """The daemon's committed `kind` bundle of `job` (state, model), as {path: bytes}."""
+    data = (state.parent / f"{state.stem}-blobs" / job / f"{kind}.tar.gz").read_bytes()
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
 

@@ -89,6 +89,37 @@ def test_records_of_one_target_key_are_never_used_for_another(cluster: LocalClus
         tuningdb.target_key({"kind": "llvm", "num-cores": 1}, device)}
 
 
+def test_a_cpu_target_runs_on_the_cores_of_the_runner_that_takes_it(tmp_path: Path) -> None:
+    """`--target cpu` (an llvm target without num-cores) is not resolved where it is
+    submitted: the runner that takes the job gives it all its cores (job.json says so before
+    any stage reads it) and the records are filed under that count."""
+    from click.testing import CliRunner
+
+    from cli.main import cli
+    from scheduler.testing import connected_runners
+
+    with LocalCluster(tmp_path, {}, seconds=QUICK) as cluster:
+        cluster.add_agent(sleep_agent(cluster.address, "three", cluster.work_dir("three"),
+                                      "three-r0", cores=3, seconds=QUICK))
+        wait_for(lambda: connected_runners(cluster.client) == 1, 30, "the runner to register")
+        out = CliRunner().invoke(cli, ["submit", "zoo:mlp", "--target", "cpu", "--trials", "8",
+                                       "--batch-size", "4", "--scheduler", cluster.address])
+        assert out.exit_code == 0, out.output
+        [submitted] = cluster.client.jobs()
+        assert json.loads(submitted.target_json) == {"kind": "llvm"}  # not this machine's
+        info = wait_for(lambda: (lambda i: i if i.state in TERMINAL_JOB_STATES else None)(
+            cluster.client.get(submitted.job_id)), 30, "the job to end", interval=0.05)
+        assert info.state == "done", info.error
+        job_json = cluster.work_dir("three") / "jobs" / info.job_id / "job.json"
+        assert json.loads(job_json.read_text())["target"] == {"kind": "llvm", "num-cores": 3}
+        device = tuningdb.cpu_model() or "unknown device"
+        assert list(totals(cluster.client)) == [
+            "|" + tuningdb.target_key({"kind": "llvm", "num-cores": 3}, device)]
+        # the same model for three cores named outright reuses them: one key
+        again = run(cluster.client, MLP.with_(target={"kind": "llvm", "num-cores": 3}))
+        assert again.reused_records == 8
+
+
 def test_a_user_scoped_memory_shows_nothing_across_users(tmp_path: Path) -> None:
     config = DaemonConfig(tmp_path / "state" / "s.db", records_scope="user")
     with LocalCluster(tmp_path, {"box": 1}, seconds=QUICK, config=config) as cluster:

@@ -52,7 +52,8 @@ def test_a_retrained_model_reuses_records_and_the_export_compiles_with_plain_tvm
     assert sorted((reused.task_dir(task) / "measured.txt").read_text().split()) == \
         sorted((kept.task_dir(task) / "measured.txt").read_text().split())
     verified = read_json(reused.task_dir(task) / "verified.json")
-    assert len(verified["candidates"]) == 3 and verified["kept"]
+    assert len(verified["candidates"]) == 4 and verified["kept"]  # 3 and the default schedule
+    assert [c["default"] for c in verified["candidates"]] == [False, False, False, True]
     assert reused.progress().known["records"] == 16
     [check] = JobDir(work / met.job_id).progress().goal_checks  # one goal round, no search
     assert check["met"] and check["measured_us"] <= goal, check

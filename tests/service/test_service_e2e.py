@@ -19,6 +19,7 @@ from .conftest import (
     cli,
     connected_runners,
     start_daemon,
+    state_files,
 )
 
 pytestmark = [pytest.mark.tvm, pytest.mark.slow]
@@ -85,7 +86,7 @@ def test_two_jobs_interleave_profiles_alone_and_results_compile(cluster) -> None
             assert not verified.exists() and report["tasks"][0]["verified_us"] is None
         else:
             rows = json.loads(verified.read_text())["candidates"]
-            assert [len(r["passes_us"]) for r in rows] == [2, 2, 2]
+            assert [len(r["passes_us"]) for r in rows] == [2, 2, 2, 2]  # and the default
         net = SimpleTVM.from_zoo(model, shape).target(json.loads(TARGET))
         net.use_records(out_dir / "records").benchmark(repeat=5)
         assert net.latency.median_us < net.untuned_latency.median_us
@@ -183,6 +184,14 @@ def test_job_moves_to_another_host_when_its_host_dies(tmp_path) -> None:
         assert any(x["outcome"] in ("revoked", "expired") for x in leases)
         # nothing lost, nothing counted twice: 32 distinct records and measured hashes
         assert_exact_records(address, tmp_path / "state" / "s.db", job, 32, tmp_path / "result")
+        # the model went up once, apart from the state; the second host got it with the state
+        assert not any(n.startswith("model/") for n in state_files(tmp_path / "state" / "s.db",
+                                                                   job))
+        assert sorted(state_files(tmp_path / "state" / "s.db", job, "model")) == [
+            "model/inputs.json", "model/model.json", "model/model.onnx"]
+        moved = tmp_path / f"work-{info.host_id}" / "jobs" / job / "model"
+        assert sorted(p.name for p in moved.iterdir()) == ["inputs.json", "model.json",
+                                                            "model.onnx"]
     finally:
         for r in runners.values():
             r.stop()

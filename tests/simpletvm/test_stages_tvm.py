@@ -52,7 +52,13 @@ def test_stages_tune_a_conv_far_faster_than_untuned(tmp_path, executor) -> None:
     assert all(o.cores == CORES for _, o in outcomes)
     assert all(o.cpu_s > 0 for n, o in outcomes if n in ("search", "build", "profile"))
     samples = json.loads((job.round_dir(0) / "results.json").read_text())["results"]
-    assert {len(r["run_secs"]) for r in samples if r["run_secs"]} == {3}  # spread is visible
+    # three samples each (the spread is visible), but one for a candidate whose first was
+    # over twice the best median timed before it (the first batch: no best yet)
+    best = float("inf")
+    for secs in (r["run_secs"] for r in samples if r["run_secs"]):
+        assert len(secs) == (1 if secs[0] > 2 * best else 3), (secs, best)
+        best = min(best, sorted(secs)[len(secs) // 2])
+    assert any(len(r["run_secs"]) == 3 for r in samples if r["run_secs"])
 
     assert report["trials"] == 32
     # 32 measurements: the cost model is trained but still scores at random (under TVM's 100
@@ -91,7 +97,7 @@ def _check_verification(job, report) -> None:
     # the six leading candidates, then the task's default schedule: the untuned build's kernel
     assert len(verified) == 7 and set(verified[:6]) <= searched
     assert plans[-1]["candidates"][6]["default"] and verified[6] not in searched
-    passes = read_json(job.round_dir(2) / "results.json")["results"]
+    passes = read_json(job.round_dir(len(plans) - 1) / "results.json")["results"]
     assert [len(r["run_secs"]) for r in passes] == [7] * 7
     summary = read_json(job.root / "tasks" / "00" / "verified.json")
     kept = min(summary["candidates"], key=lambda c: c["verified_us"])

@@ -15,7 +15,7 @@ from simpletvm.errors import JobDirError, ModelError, TargetError
 from simpletvm.jobdir import JobDir, Progress, TaskInfo, TaskProgress, read_json
 from simpletvm.spec import JobSpec
 from simpletvm.stages.search import MAX_ATTEMPTS, fresh_candidates
-from simpletvm.targets import device_type, num_cores, parse_target
+from simpletvm.targets import device_type, num_cores, on_host, parse_target
 
 
 def test_public_api_is_exported() -> None:
@@ -49,6 +49,13 @@ def test_target_presets_and_forms() -> None:
     assert device_type(cpu) == "cpu" and num_cores({"kind": "llvm", "num-cores": 3}) == 3
     cuda = parse_target("cuda")
     assert cuda["kind"] == "cuda" and device_type(cuda) == "cuda"
+    # a job's "cpu" is left for the runner that takes it (all its cores)
+    assert parse_target("cpu", check_with_tvm=False, resolve=False) == {"kind": "llvm"}
+    assert parse_target('{"kind": "llvm", "mcpu": "znver3"}', check_with_tvm=False,
+                        resolve=False) == {"kind": "llvm", "mcpu": "znver3"}
+    assert on_host({"kind": "llvm"}, 6) == {"kind": "llvm", "num-cores": 6}
+    assert on_host({"kind": "llvm", "num-cores": 2}, 6) == {"kind": "llvm", "num-cores": 2}
+    assert on_host(cuda, 6) == cuda
 
 
 @pytest.mark.parametrize(
@@ -122,6 +129,27 @@ def test_bad_bundles_are_refused_in_one_line(tmp_path) -> None:
             with pytest.raises(JobDirError, match=f"corrupt or unsafe \\(.*{why}") as err:
                 check(bad)
             assert "\n" not in str(err.value)
+
+
+def test_the_model_travels_once_not_with_every_state(tmp_path) -> None:
+    job = JobDir(tmp_path / "job")
+    (job.root / "model").mkdir(parents=True)
+    (job.root / "tasks" / "00").mkdir(parents=True)
+    (job.root / "job.json").write_text(json.dumps({"name": "x"}))
+    (job.root / "model" / "model.onnx").write_bytes(b"weights" * 1000)
+    (job.root / "model" / "model.json").write_text("{}")
+    (job.root / "tasks" / "00" / "task.json").write_text("{}")
+    state, model = bundle.pack(job, "state"), bundle.pack(job, "model")
+    assert bundle.verify(state) == ["job.json", "tasks/00/task.json"]
+    assert bundle.verify(model) == ["model/model.json", "model/model.onnx"]
+    (job.root / "job.json").write_text(json.dumps({"name": "later"}))
+    later = bundle.pack(job, "state")
+    moved = tmp_path / "moved"
+    bundle.unpack(bundle.merge(model, state, later), moved)  # what a job that moves gets
+    assert (moved / "model" / "model.onnx").read_bytes() == b"weights" * 1000
+    assert json.loads((moved / "job.json").read_text()) == {"name": "later"}  # the later wins
+    assert sorted(str(p.relative_to(moved)) for p in moved.rglob("*") if p.is_file()) == [
+        "job.json", "model/model.json", "model/model.onnx", "tasks/00/task.json"]
 
 
 def _pinned_profile(target: dict, cores: list[int], out: object) -> None:
@@ -208,3 +236,25 @@ def test_a_search_with_nothing_new_stops_after_its_attempts() -> None:
     search = _Search(*[["a"]] * 10)
     found, asked = fresh_candidates(search.propose, search.mark, lambda h: {"hash": h}, {"a"}, 8)
     assert found == [] and asked == MAX_ATTEMPTS
+
+
+def test_a_clearly_slower_candidate_is_timed_once() -> None:
+    from simpletvm.stages.profile import adaptive
+
+    asked: list[int] = []
+
+    def sampler(times: list[float]):
+        def samples(n: int) -> list[float]:
+            asked.append(n)
+            return [times.pop(0) for _ in range(n)]
+        return samples
+
+    assert adaptive(sampler([5.0, 4.0, 4.5]), 3, cutoff=2.0) == [5.0]  # over: one sample
+    assert asked == [1]
+    asked.clear()
+    assert adaptive(sampler([1.5, 1.4, 1.6]), 3, cutoff=2.0) == [1.5, 1.4, 1.6]
+    assert asked == [1, 2]
+    asked.clear()
+    assert adaptive(sampler([9.0, 9.0, 9.0]), 3, cutoff=float("inf")) == [9.0] * 3  # no best yet
+    assert adaptive(sampler([9.0]), 1, cutoff=2.0) == [9.0]  # a verification pass: one anyway
+    assert asked == [3, 1]
