@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from simpletvm.cores import format_ids
@@ -50,7 +51,8 @@ def job_table_rows(infos: list[Any]) -> list[str]:
 def job_lines(j: Any) -> list[str]:
     """`tunesched show` details after the state word."""
     lines = [f"job       {j.job_id} ({j.name})", f"model     {j.model}",
-             f"target    {j.target_json}", f"user      {j.user}  priority {j.priority}",
+             f"target    {j.target_json}{_cores_note(j.target_json)}",
+             f"user      {j.user}  priority {j.priority}",
              f"progress  {j.trials_done}/{j.trial_budget} trials, round {j.round}"
              + (f", stage {j.stage} on {j.host_id}" if j.stage else ""),
              f"best      {us(j.best_latency_us or None)}"]
@@ -86,3 +88,14 @@ def record_lines(keys: list[Any]) -> list[str]:
         lines.append(f"{k.workloads:>9} {k.records:>8} {k.imported:>8} {k.trials:>8}  "
                      f"{k.target_key}{scope}")
     return lines
+
+
+def _cores_note(target_json: str) -> str:
+    """What an llvm target without num-cores means for a job: the runner's cores."""
+    try:
+        target = json.loads(target_json)
+    except ValueError:
+        return ""
+    if isinstance(target, dict) and target.get("kind") == "llvm" and "num-cores" not in target:
+        return "  (every core of the runner that takes it)"
+    return ""

@@ -69,12 +69,15 @@ def _log_info() -> None:
               help="Tuning memory: records shared by every user, or kept apart per user.")
 @click.option("--records-keep", type=click.IntRange(1, 4096), default=DAEMON["records_keep"],
               show_default=True, help="Records kept per workload and target key (the best).")
+@click.option("--http", default="", metavar="HOST:PORT",
+              help="Serve Prometheus metrics at http://HOST:PORT/metrics (https with "
+              "--tls-cert); off unless given.")
 def scheduler(listen: str, state_path: str, policy: str, lease_ttl: float,
               runner_timeout: float, cpu_profile: str, jobs_per_host: int | None,
               max_foreign_load: float, pause_for_profile: bool, tls_cert: str | None,
               tls_key: str | None, runner_token_file: str | None, users_file: str | None,
               stage_timeouts: tuple[tuple[str, float], ...], max_model_mb: int,
-              records_scope: str, records_keep: int) -> None:
+              records_scope: str, records_keep: int, http: str) -> None:
     """Run the scheduler daemon until SIGTERM/SIGINT."""
     from scheduler.service.auth import Auth
     from scheduler.service.server import serve
@@ -82,6 +85,10 @@ def scheduler(listen: str, state_path: str, policy: str, lease_ttl: float,
     _log_info()
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together: pass both or neither")
+    host, _, port = http.rpartition(":")
+    if http and not (host and port.isdigit() and int(port) < 65536):
+        raise click.BadParameter(f"want HOST:PORT (port 0 picks one), got {http!r}",
+                                 param_hint="--http")
     core = SchedulerConfig(policy=policy, lease_ttl_s=lease_ttl,
                            cpu_profile_exclusivity=cpu_profile,
                            foreign_load_threshold=max_foreign_load,
@@ -92,7 +99,8 @@ def scheduler(listen: str, state_path: str, policy: str, lease_ttl: float,
                           max_model_bytes=max_model_mb << 20, records_scope=records_scope,
                           records_keep=records_keep)
     tls = (Path(tls_key).read_bytes(), Path(tls_cert).read_bytes()) if tls_cert else None
-    serve(config, listen, tls)
+    serve(config, listen, tls, http=http,
+          http_tls_files=(tls_cert, tls_key) if tls_cert and tls_key else None)
 
 
 @click.command()

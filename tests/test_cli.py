@@ -89,6 +89,10 @@ def test_report_and_table_lines() -> None:
     assert header.split() == ["job", "name", "state", "stage", "trials", "best"]
     assert row.split() == ["job-1", "mlp", "running", "search", "32/64", "-"]
     assert "progress  32/64 trials, round 1, stage search on box" in job_lines(job)
+    assert "target    {}" in job_lines(job)
+    job.target_json = '{"kind": "llvm"}'
+    assert 'target    {"kind": "llvm"}  (every core of the runner that takes it)' in job_lines(job)
+    job.target_json = "{}"
     assert not any(line.startswith("reused") for line in job_lines(job))
     job.reused_records, job.reused_tasks, job.known_trials, job.tasks = 48, 2, 24, 3
     assert "reused    48 records for 2/3 tasks; new trials 8" in job_lines(job)

@@ -13,6 +13,7 @@ import json
 import logging
 import queue
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -35,6 +36,7 @@ from scheduler.service.config import DaemonConfig
 from scheduler.service.errors import FailedPrecondition, InvalidRequest, NotFound
 from scheduler.service.gate import PauseGate
 from scheduler.service.links import Links, RunnerLink
+from scheduler.service.metrics import DaemonMetrics
 from scheduler.service.projection import Projection
 from scheduler.service.records import JobRecord, LeaseRecord
 from scheduler.service.recordstore import RecordStore, StateRecords, parse_state
@@ -65,6 +67,7 @@ class Daemon:
         self.gate = PauseGate()
         self.links = Links(self.projection, self.gate, config.stage_timeout)
         self.watchers = Watchers()
+        self.metrics = DaemonMetrics(self)
         self._events_since_snapshot = 0
         self._stop = threading.Event()
         self.stopping = threading.Event()
@@ -153,6 +156,7 @@ class Daemon:
             commands = self.core.handle(event, now)
             if isinstance(event, Tick) and not commands:
                 return commands  # nothing happened: keep the log free of idle ticks
+            began = time.perf_counter()
             with self.store.transaction() as tx:
                 seq = tx.log_event(now, event_to_dict(event))
                 changes = self.projection.apply(self.core, event, commands, now)
@@ -165,6 +169,8 @@ class Daemon:
                 if self._events_since_snapshot >= self.config.snapshot_every:
                     tx.snapshot(seq, now, self.core.snapshot())
                     self._events_since_snapshot = 0
+            self.metrics.observe(self, commands, sorted(changes.leases), now,
+                                 time.perf_counter() - began)
             self.links.dispatch(commands, now)
             for job_id in changes.jobs:
                 self.watchers.notify(self.projection.jobs[job_id], now)
@@ -298,6 +304,8 @@ class Daemon:
             self.gate.stopped(result["lease_id"])  # it ended: nothing left to stop
             if self._fenced_in(result):
                 self.projection.child_reported(result)
+                if result["ok"] and isinstance(result["result"], dict):
+                    self.metrics.stage_result(result["stage"], result["result"])
             if result["ok"]:
                 event: Any = StageFinished(result["lease_id"], result["epoch"], result["job_id"],
                                            result["stage_id"], result["result"],

@@ -50,7 +50,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         return _summary(job, progress, plan, None, replayed=True)
     for index in plan.get("exhausted_tasks", []):
         progress.tasks[index].exhausted = True
-    batch_best = None
+    batch_best, changed = None, 0
     infos = job.tasks()
     verify = verification.is_verify_plan(plan)
     if goalcheck.is_goal_plan(plan):
@@ -64,6 +64,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
                 progress.tasks[index].verified_us = _commit_verified(
                     ctx, job.task_dir(infos[index]), infos[index], [entries[i] for i in mine],
                     [results[i] for i in mine])
+                changed += _kept_another(job.task_dir(infos[index]))
             progress.tasks[index].verified = True  # even if nothing ran: it had its round
     elif task is not None and entries:
         info = infos[task]
@@ -87,7 +88,19 @@ def run(ctx: StageContext) -> dict[str, Any]:
                            "verify": verify, "goal": goalcheck.is_goal_plan(plan)})
     job.write_progress(progress)  # the commit point
     _finish(ctx)
-    return _summary(job, progress, plan, batch_best, replayed=False)
+    return {**_summary(job, progress, plan, batch_best, replayed=False), "verify_changed": changed}
+
+
+def _kept_another(task_dir: Path) -> int:
+    """1 when the task's verification kept another kernel than its search timings picked
+    (the fastest by search time; the default schedule, never searched, counts as another)."""
+    rows = (verification.summary(task_dir) or {}).get("candidates", [])
+    searched = [r for r in rows if r.get("search_us") is not None]
+    if not searched:
+        return 0
+    pick = min(searched, key=lambda r: r["search_us"])["hash"]
+    kept = verification.summary(task_dir)["kept"]
+    return int(kept is not None and kept != pick)
 
 
 def _finish(ctx: StageContext) -> None:

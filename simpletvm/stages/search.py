@@ -1,8 +1,13 @@
 """Stage `search`: pick the next task and propose a batch of new candidates with the cost model.
 
 The evolutionary search keeps its set of measured schedules in memory only, so a fresh process
-would re-propose them: we drop candidates whose structural hash is in the task's measured.txt,
-tell the search about them, and ask again.
+would re-propose them: the more a task has measured, the more of a search's best picks are
+schedules measured in earlier rounds (seeded from the database, they score well). So the search
+is asked for the batch plus as many as were measured (at most MAX_ASK), and the first `batch`
+whose structural hash is not in the task's measured.txt are kept, in the order proposed; only
+when fewer than half a batch are new is it told about them and asked again. (Asked for the
+batch alone, a conv task with 95 measurements took two 25-s searches per round for one new
+candidate: docs/design.md.)
 
 A job with `replay` set (an evaluation device) still searches, then measures the candidates the
 job at that directory measured in the same round instead, so two ways of running one job can be
@@ -20,13 +25,14 @@ from collections.abc import Callable
 from typing import Any
 
 from simpletvm import allocation, context, goalcheck, verification, warmstart
-from simpletvm.candidates import to_entry
+from simpletvm.candidates import shash, to_entry
 from simpletvm.errors import JobDirError
 from simpletvm.jobdir import JobDir, Progress, TaskInfo, read_json, write_json
 from simpletvm.spec import JobSpec
 from simpletvm.stages.base import StageContext
 
 MAX_ATTEMPTS = 4
+MAX_ASK = 512  # candidates one search is asked for at most (TVM's population size)
 
 
 def next_task(progress: Progress, spec: JobSpec, infos: list[TaskInfo],
@@ -59,10 +65,13 @@ def _propose(ctx: StageContext, spec: JobSpec, index: int,
     tctx = context.tune_context(workload, spec.target, info.name,
                                 seed=spec.seed * 100_003 + ctx.round + 1, num_threads=ctx.threads,
                                 evolve=context.predicts(model))
-    tctx.pre_tuning(max_trials=1 << 30, num_trials_per_iter=batch,
+    seen = _measured(task_dir / "measured.txt")
+    # a fresh search does not know what earlier rounds measured (TVM's loop keeps that in the
+    # search's state), and its best picks are mostly those: ask for as many more as were
+    # measured, so that one search yields a batch of new ones (see the module's docstring)
+    tctx.pre_tuning(max_trials=1 << 30, num_trials_per_iter=min(batch + len(seen), MAX_ASK),
                     design_spaces=tctx.generate_design_space(),
                     database=context.database(task_dir), cost_model=model)
-    seen = _measured(task_dir / "measured.txt")
 
     def propose() -> list[Any]:
         return list(tctx.generate_measure_candidates() or [])
@@ -70,27 +79,32 @@ def _propose(ctx: StageContext, spec: JobSpec, index: int,
     def mark_measured(proposed: list[Any]) -> None:  # so the next call proposes others
         tctx.notify_runner_results(proposed, [RunnerResult([1.0], None)] * len(proposed))
 
-    out, attempts = fresh_candidates(propose, mark_measured, to_entry, seen, batch)
+    out, attempts = fresh_candidates(propose, mark_measured, to_entry, seen, batch,
+                                     hash_of=lambda cand: shash(cand.sch.mod))
     tctx.post_tuning()
     return out, attempts
 
 
 def fresh_candidates(propose: Callable[[], list[Any]], mark_measured: Callable[[list[Any]], None],
                      entry_of: Callable[[Any], dict[str, Any]], seen: set[str],
-                     batch: int) -> tuple[list[dict[str, Any]], int]:
-    """Up to `batch` entries whose hash is not in `seen`, asking `propose` again (after
-    `mark_measured`) while fewer than half a batch (at least one) are new; and how many times it
-    asked. At most MAX_ATTEMPTS asks: an empty list means the search has nothing new."""
+                     batch: int, hash_of: Callable[[Any], str] | None = None,
+                     ) -> tuple[list[dict[str, Any]], int]:
+    """Up to `batch` entries whose hash is not in `seen`, in the order proposed, asking
+    `propose` again (after `mark_measured`) while fewer than half a batch (at least one) are
+    new; and how many times it asked. At most MAX_ATTEMPTS asks: an empty list means the search
+    has nothing new. `hash_of` (default: the entry's) spares making entries of the rest."""
+    hash_of = hash_of or (lambda cand: entry_of(cand)["hash"])
     out: list[dict[str, Any]] = []
     attempts = 0
     for attempts in range(1, MAX_ATTEMPTS + 1):  # noqa: B007  (the count is returned)
         proposed = propose()
         if not proposed:
             break
-        for entry in map(entry_of, proposed):
-            if entry["hash"] not in seen and len(out) < batch:
-                out.append(entry)
-            seen.add(entry["hash"])
+        for cand in proposed:
+            key = hash_of(cand)
+            if key not in seen and len(out) < batch:
+                out.append(entry_of(cand))
+            seen.add(key)
         if len(out) >= max(1, batch // 2):  # a batch of one still asks again
             break
         mark_measured(proposed)

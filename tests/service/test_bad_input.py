@@ -575,3 +575,38 @@ def test_job_id_strings_are_never_echoed_across_lines(env) -> None:
     assert err.code() == grpc.StatusCode.NOT_FOUND and "a\\nb" in err.details()
     assert json.dumps(err.details())  # plain text
     assert_healthy(env)
+
+
+@pytest.mark.slow
+def test_a_model_over_512_mib_is_taken_when_the_limit_allows_it(tmp_path) -> None:
+    """`--max-model-mb` is the one limit: a 520 MiB model goes in under 600 (no fixed 512 MiB
+    ceiling behind it), arrives whole, and the next MiB over the limit is RESOURCE_EXHAUSTED."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.zeros(520 << 18, "float32"), "w")  # 520 MiB
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])], "big",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], initializer=[weights])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    data = model.SerializeToString()
+    del model, weights, graph
+    assert 520 << 20 < len(data) < 600 << 20
+    daemon = start_daemon(tmp_path / "s.db", tmp_path / "daemon.log",
+                          extra=["--max-model-mb", "600"])
+    try:
+        with Client(daemon.address, timeout=300) as client:
+            job = client.submit(SPEC.with_(model="big.onnx"), data)
+            assert client.get(job.job_id).state == "queued"
+            stored = tmp_path / "s-blobs" / job.job_id / "model.onnx"
+            assert stored.stat().st_size == len(data)
+            client.cancel(job.job_id)
+            over = data + b"\0" * ((600 << 20) - len(data) + 1)
+            code, message = one_line_error(lambda: client.submit(
+                SPEC.with_(model="over.onnx"), over))
+            assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert f"over the {600 << 20} byte limit" in message
+        assert daemon.proc.poll() is None
+    finally:
+        daemon.stop()

@@ -232,6 +232,18 @@ def test_a_search_that_proposes_only_measured_schedules_is_asked_again(batch: in
     assert asked == 2 and search.marked == [["a"]]
 
 
+def test_one_big_ask_keeps_the_first_new_schedules_and_makes_entries_of_them_only() -> None:
+    """A fresh search's best picks are mostly schedules measured earlier: asked for more, one
+    search gives a batch of new ones, in the order proposed, without asking again."""
+    search = _Search(["a", "x", "b", "y", "c", "z", "w"])
+    made: list[str] = []
+    found, asked = fresh_candidates(search.propose, search.mark,
+                                    lambda h: made.append(h) or {"hash": h}, {"a", "b", "c"}, 3,
+                                    hash_of=lambda h: h)
+    assert [e["hash"] for e in found] == ["x", "y", "z"] and made == ["x", "y", "z"]
+    assert asked == 1 and search.marked == []
+
+
 def test_a_search_with_nothing_new_stops_after_its_attempts() -> None:
     search = _Search(*[["a"]] * 10)
     found, asked = fresh_candidates(search.propose, search.mark, lambda h: {"hash": h}, {"a"}, 8)
