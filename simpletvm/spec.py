@@ -48,8 +48,9 @@ class JobSpec:
         again, round by round, instead of its own (the search still runs, so the stage costs
         what it did); two ways of running the same job then measure the same candidates.
     verify_top, verify_passes: after the search, each task's `verify_top` leading candidates
-        are timed again together in `verify_passes` interleaved passes and the fastest by that
-        timing is kept (simpletvm.verification); verify_top 0 turns it off.
+        (and, on CPU targets, its untuned schedule) are timed again together in
+        `verify_passes` interleaved passes and the fastest by that timing is kept
+        (simpletvm.verification); verify_top 0 turns it off.
     min_task_share: tasks whose weight x FLOPs is under this share of the model's are not
         tuned (the extract stage marks them done): a reshape does not take trials from a conv.
     fresh: the job takes nothing from the scheduler's tuning memory (its records still go in).
@@ -74,8 +75,8 @@ class JobSpec:
     input_shapes: dict[str, list[int]] | None = None
     replay: str = ""
     verify_top: int = field(default=6, metadata={
-        "flag": "After the search, time each task's N leading candidates again and keep the "
-                "fastest (0: off)."})
+        "flag": "After the search, time each task's N leading candidates (and, on CPU, its "
+                "untuned schedule) again and keep the fastest (0: off)."})
     verify_passes: int = field(default=7, metadata={
         "flag": "Interleaved timing passes of that verification."})
     fresh: bool = field(default=False, metadata={

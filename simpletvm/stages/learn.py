@@ -94,13 +94,12 @@ def run(ctx: StageContext) -> dict[str, Any]:
 def _kept_another(task_dir: Path) -> int:
     """1 when the task's verification kept another kernel than its search timings picked
     (the fastest by search time; the default schedule, never searched, counts as another)."""
-    rows = (verification.summary(task_dir) or {}).get("candidates", [])
-    searched = [r for r in rows if r.get("search_us") is not None]
+    summary = verification.summary(task_dir) or {}
+    searched = [r for r in summary.get("candidates", []) if r.get("search_us") is not None]
     if not searched:
         return 0
     pick = min(searched, key=lambda r: r["search_us"])["hash"]
-    kept = verification.summary(task_dir)["kept"]
-    return int(kept is not None and kept != pick)
+    return int(summary["kept"] is not None and summary["kept"] != pick)
 
 
 def _finish(ctx: StageContext) -> None:

@@ -73,6 +73,13 @@ def test_stages_tune_a_conv_far_faster_than_untuned(tmp_path, executor) -> None:
         <= final.finished
     assert report["tuned"]["median_us"] * 3 < report["untuned"]["median_us"]
     _check_verification(job, report)
+    # the verification's learn says whether it kept another kernel than the search's pick
+    # (the scheduler counts these: tunesched_verification_changes_total)
+    name, verify_learn = outcomes[-3]
+    rows = read_json(job.root / "tasks" / "00" / "verified.json")
+    pick = min((r for r in rows["candidates"] if r["search_us"] is not None),
+               key=lambda r: r["search_us"])["hash"]
+    assert name == "learn" and verify_learn.result["verify_changed"] == int(rows["kept"] != pick)
     assert report["max_abs_diff_vs_untuned"] < 1e-3
 
     # the records are plain MetaSchedule JSON: stock TVM compiles with them
