@@ -89,10 +89,14 @@ class DaemonMetrics:
             record = daemon.projection.leases[lease_id]
             if record.live:
                 continue
-            self._last_end[record.job_id] = max(self._last_end.get(record.job_id, 0.0),
-                                                record.ended_at)
             if record.outcome == "finished" and record.ended_at == now:
                 self._ended(daemon, record)
+            job = daemon.projection.jobs.get(record.job_id)
+            if job is None or job.terminal:  # no lease will follow: nothing to remember
+                self._last_end.pop(record.job_id, None)
+            else:
+                self._last_end[record.job_id] = max(self._last_end.get(record.job_id, 0.0),
+                                                    record.ended_at)
         for command in commands:
             if isinstance(command, StartStage):
                 job = daemon.projection.jobs.get(command.job_id)
@@ -114,9 +118,6 @@ class DaemonMetrics:
         if stage == "learn":
             self.trials.inc(max(0, int(result.get("trials") or 0)))
             self.verify_changes.inc(max(0, int(result.get("verify_changed") or 0)))
-
-    def forget(self, job_id: str) -> None:
-        self._last_end.pop(job_id, None)
 
 
 class _StateCollector(Collector):
