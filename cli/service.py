@@ -24,6 +24,14 @@ def _log_info() -> None:
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
 
 
+def _check_host_port(value: str, flag: str) -> None:
+    """A usage error unless `value` is empty (off) or HOST:PORT."""
+    host, _, port = value.rpartition(":")
+    if value and not (host and port.isdigit() and int(port) < 65536):
+        raise click.BadParameter(f"want HOST:PORT (port 0 picks one), got {value!r}",
+                                 param_hint=flag)
+
+
 @click.command()
 @click.option("--listen", default="127.0.0.1:50051", show_default=True,
               help="Address to serve on (port 0 picks a free one).")
@@ -85,10 +93,7 @@ def scheduler(listen: str, state_path: str, policy: str, lease_ttl: float,
     _log_info()
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together: pass both or neither")
-    host, _, port = http.rpartition(":")
-    if http and not (host and port.isdigit() and int(port) < 65536):
-        raise click.BadParameter(f"want HOST:PORT (port 0 picks one), got {http!r}",
-                                 param_hint="--http")
+    _check_host_port(http, "--http")
     core = SchedulerConfig(policy=policy, lease_ttl_s=lease_ttl,
                            cpu_profile_exclusivity=cpu_profile,
                            foreign_load_threshold=max_foreign_load,
@@ -116,14 +121,19 @@ def scheduler(listen: str, state_path: str, policy: str, lease_ttl: float,
 @click.option("--work-dir", required=True, type=click.Path(file_okay=False),
               help="Where job directories live.")
 @click.option("--runner-id", default=None, help="Stable id (default: generated).")
+@click.option("--metrics", "metrics_at", default="", metavar="HOST:PORT",
+              help="Serve this runner's Prometheus metrics at http://HOST:PORT/metrics; off "
+              "unless given.")
 def runner(address: str, token_file: str | None, tls_ca: str | None, host_id: str | None,
            cores: list[int] | None, gpus: list[int] | None, work_dir: str,
-           runner_id: str | None) -> None:
+           runner_id: str | None, metrics_at: str) -> None:
     """Run a runner agent: register this host's resources and run leased stages."""
     from runner.agent import Agent, RunnerConfig
     from runner.hostinfo import detect
+    from runner.metrics import RunnerMetrics
 
     _log_info()
+    _check_host_port(metrics_at, "--metrics")
     try:
         host = detect(host_id, cores, gpus)
     except ValueError as exc:
@@ -132,7 +142,13 @@ def runner(address: str, token_file: str | None, tls_ca: str | None, host_id: st
                           tls_ca=options.pem(tls_ca))
     if runner_id:
         config.runner_id = runner_id
-    agent = Agent(config)
+    metrics = RunnerMetrics()
+    if metrics_at:
+        try:
+            _, served = metrics.serve(metrics_at)
+        except OSError as exc:
+            raise click.ClickException(str(exc)) from None
+    agent = Agent(config, metrics=metrics)
 
     def stop(*_: Any) -> None:
         agent.stop()
@@ -141,6 +157,8 @@ def runner(address: str, token_file: str | None, tls_ca: str | None, host_id: st
         signal.signal(sig, stop)
     click.echo(f"runner {config.runner_id} on host {host.host_id}: cores {host.cores}, "
                f"gpus {host.gpus or 'none'}, scheduler {address}")
+    if metrics_at:
+        click.echo(f"metrics at http://{served}/metrics")
     agent.run(threading.Event())
     if agent.fatal:
         raise click.ClickException(agent.fatal)

@@ -27,6 +27,7 @@ from proto import tunesched_pb2 as pb
 from proto import tunesched_pb2_grpc as pb_grpc
 from proto.transport import chunks, metadata, open_channel
 from runner.hostinfo import HostInfo, LoadMeter
+from runner.metrics import RunnerMetrics
 from simpletvm import bundle, warmstart
 from simpletvm.errors import JobDirError
 from simpletvm.executor import Executor, StageExecutor, StageHandle, StageOutcome, StageRequest
@@ -80,7 +81,7 @@ class Agent:
     """One runner: `run(stop)` connects, serves leases, reconnects with backoff until `stop`."""
 
     def __init__(self, config: RunnerConfig, executor: Executor | None = None,
-                 meter: Any = None) -> None:
+                 meter: Any = None, metrics: RunnerMetrics | None = None) -> None:
         self.config = config
         self.executor = executor or StageExecutor(gpu=bool(config.host.gpus))
         # lease -> its stage process; None while the stage starts (job fetch, process spawn):
@@ -93,11 +94,14 @@ class Agent:
         self._outbox: queue.Queue | None = None
         self._stop = threading.Event()
         self.fatal = ""  # set when the scheduler refuses this runner for good
+        self.metrics = metrics or RunnerMetrics()  # served by `tunesched runner --metrics`
+        self.metrics.leases.set_function(lambda: len(self.running))
 
     # ------------------------------------------------------------------ connection
     def run(self, stop: threading.Event | None = None) -> None:
         self._stop = stop or self._stop
         self.executor.warm()  # before registering: no lease waits for it
+        self.metrics.fork_server_seen()
         delay = 0.2
         while not self._stop.is_set():
             started = time.monotonic()
@@ -184,8 +188,10 @@ class Agent:
         while self.registered.is_set() and not self._stop.wait(interval):
             with self.lock:
                 live = list(self.running)
+            load = self.meter.foreign_load()
+            self.metrics.foreign_load.set(load)
             outbox.put(pb.RunnerMessage(heartbeat=pb.Heartbeat(
-                foreign_load=self.meter.foreign_load(), live_leases=live)))
+                foreign_load=load, live_leases=live)))
 
     # ------------------------------------------------------------------ stages
     def job_dir(self, job_id: str) -> JobDir:
@@ -196,12 +202,14 @@ class Agent:
         started = time.time()
         with self.lock:
             self.running[lease.lease_id] = None
+        process: StageHandle | None = None
         try:
             job = self._prepare(start)
             if start.stage == "search":
                 self._fetch_known(job, start)
             request = stage_request(start, str(job.root))
             process = self.executor.start(request)
+            self.metrics.fork_server_seen()
             with self.lock:
                 revoked = lease.lease_id not in self.running
                 if not revoked:
@@ -212,11 +220,14 @@ class Agent:
                 log.warning("lease %s was revoked while its stage started: killing pid %d",
                             lease.lease_id, process.pid)
                 process.kill()
+                self.metrics.stage_ended(start.stage, "revoked", 0.0)
                 return
             outcome = process.wait()
             with self.lock:
                 revoked = self.running.pop(lease.lease_id, None) is None
                 self.paused.discard(lease.lease_id)
+            self.metrics.stage_ended(start.stage, "revoked" if revoked else outcome.status,
+                                     outcome.cpu_s)
             if revoked:
                 return  # the scheduler took the lease back: it does not want this result
             if outcome.ok and start.stage == "extract":  # the model: once, before its state
@@ -238,6 +249,8 @@ class Agent:
                           start.job_id)
             outcome = StageOutcome(start.stage, "error", error=f"{type(exc).__name__}: {exc}",
                                    started=started, finished=time.time())
+            if process is None:  # one that ran is counted already
+                self.metrics.stage_ended(start.stage, "error", 0.0)
             with self.lock:
                 self.running.pop(lease.lease_id, None)
                 self.paused.discard(lease.lease_id)

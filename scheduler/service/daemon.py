@@ -154,6 +154,7 @@ class Daemon:
         with self.lock:
             now = self.config.clock()
             commands = self.core.handle(event, now)
+            self.metrics.core_changed(self.core, now)
             if isinstance(event, Tick) and not commands:
                 return commands  # nothing happened: keep the log free of idle ticks
             began = time.perf_counter()

@@ -13,6 +13,8 @@ from its state when scraped (`_StateCollector`).
                                                        previous lease ended) to its lease
     tunesched_stage_duration_seconds{stage,target_kind} lease granted to ended, finished stages
     tunesched_paused_seconds_total                     stage time spent paused for a profile
+    tunesched_foreign_load_wait_seconds_total          time ready profiles were held back by
+                                                       their host's foreign load (per profile)
     tunesched_trials_measured_total                    candidates a learn stage committed
     tunesched_verification_changes_total               tasks whose verification kept another
                                                        kernel than the search's pick
@@ -34,6 +36,7 @@ from prometheus_client.registry import Collector
 from scheduler.core import JobState, StartStage
 
 if TYPE_CHECKING:
+    from scheduler.core import SchedulerState
     from scheduler.service.daemon import Daemon
     from scheduler.service.records import LeaseRecord
 
@@ -68,6 +71,10 @@ class DaemonMetrics:
             ["stage", "target_kind"], buckets=STAGE_BUCKETS, registry=r)
         self.paused = Counter("tunesched_paused_seconds", "Seconds stages spent paused so that "
                               "a profile had the host to itself.", registry=r)
+        self.foreign_wait = Counter(
+            "tunesched_foreign_load_wait_seconds", "Seconds ready profile stages were held back "
+            "because their host's foreign load was above the threshold (two profiles held for "
+            "a second: 2).", registry=r)
         self.trials = Counter("tunesched_trials_measured", "Candidates measured and committed.",
                               registry=r)
         self.verify_changes = Counter(
@@ -79,6 +86,19 @@ class DaemonMetrics:
             {"version": _version("tunesched"), "tvm": _version("apache-tvm")})
         r.register(_StateCollector(daemon))
         self._last_end: dict[str, float] = {}  # job -> when its latest lease ended
+        self._held = 0  # profiles held back by foreign load since `_held_since`
+        self._held_since = 0.0
+
+    def core_changed(self, core: SchedulerState, now: float) -> None:
+        """After every event the core handled (under the daemon's lock; idle ticks too): the
+        time since the previous one counts for each profile foreign load held back through
+        it (the core's state only changes at events); then count the profiles held now."""
+        if self._held:
+            self.foreign_wait.inc(self._held * max(0.0, now - self._held_since))
+        self._held_since = now
+        policy = core.policy
+        self._held = sum(policy.held_by_foreign_load(core, host)
+                         for host in core.hosts.values() if host.ready)
 
     def observe(self, daemon: Daemon, commands: list[Any], leases: list[str], now: float,
                 commit_s: float) -> None:

@@ -1,6 +1,6 @@
 """Prometheus metrics: counts after a known sequence of jobs through the real daemon and a
-runner with sleep stages, and `/metrics` over HTTP from a `tunesched scheduler` process,
-parsed with prometheus_client's own parser."""
+runner with sleep stages, the foreign load wait under the daemon's own clock, and `/metrics`
+over HTTP from a `tunesched scheduler` process, parsed with prometheus_client's own parser."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from scheduler.core import TERMINAL_JOB_STATES
+from scheduler.service.config import DaemonConfig
+from scheduler.service.daemon import Daemon
+from scheduler.service.links import RunnerLink
 from scheduler.testing import LocalCluster, wait_for
 from simpletvm.spec import JobSpec
 
@@ -90,3 +94,51 @@ def test_the_scheduler_serves_metrics_over_http_when_asked(tmp_path: Path) -> No
         daemon.stop()
     bad = cli("scheduler", "--state", str(tmp_path / "t.db"), "--http", "nowhere", timeout=60)
     assert bad.returncode == 2 and "--http" in bad.stderr and "HOST:PORT" in bad.stderr
+
+
+def _finish_stage(daemon: Daemon, link: RunnerLink, job_id: str) -> str:
+    """Report the job's running stage finished (an empty result); its kind."""
+    stage = daemon.core.jobs[job_id].stage
+    lease = daemon.core.leases[stage.lease_id]
+    daemon.runner_result(link, {
+        "lease_id": lease.lease_id, "epoch": lease.epoch, "job_id": job_id,
+        "stage_id": stage.stage_id, "stage": str(stage.kind), "ok": True, "result": {},
+        "error": ""})
+    return str(stage.kind)
+
+
+@pytest.mark.parametrize(("load", "held"), [(0.9, 15.0), (0.1, 0.0)])
+def test_foreign_load_wait_counts_the_seconds_a_due_profile_was_held(
+        tmp_path: Path, load: float, held: float) -> None:
+    now = [1000.0]
+    daemon = Daemon(DaemonConfig(tmp_path / "s.db", runner_timeout_s=600.0,
+                                 clock=lambda: now[0]))
+
+    def waited() -> float:
+        return daemon.metrics.registry.get_sample_value(
+            "tunesched_foreign_load_wait_seconds_total")
+
+    try:
+        link = daemon.runner_connected({"runner_id": "r1", "host_id": "box", "cores": [0, 1],
+                                        "memory_mb": 65536, "target_kinds": ["llvm"]})
+        daemon.runner_heartbeat(link, load, ())
+        job = daemon.submit(MLP, b"").spec.job_id
+        for stage in ("extract", "search", "build"):  # foreign load, but no profile due
+            now[0] += 1.0
+            assert _finish_stage(daemon, link, job) == stage
+        assert waited() == 0.0
+        profile = daemon.core.jobs[job].stage
+        assert str(profile.kind) == "profile"
+        now[0] += 10.0
+        daemon.tick()  # an idle tick counts the time so far
+        assert waited() == min(held, 10.0)
+        assert (profile.lease_id is None) == (held > 0)
+        now[0] += 5.0
+        daemon.runner_heartbeat(link, 0.0, ())  # the load drops: the profile starts
+        assert profile.lease_id is not None
+        assert waited() == held
+        now[0] += 20.0
+        daemon.tick()
+        assert waited() == held  # nothing held any more
+    finally:
+        daemon.stop()

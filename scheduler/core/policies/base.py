@@ -127,3 +127,8 @@ class Policy:
     def plan_host(self, state: SchedulerState, host: Host, now: float) -> list[Placement]:
         """Placements for ready stages on `host` to start now."""
         raise NotImplementedError
+
+    def held_by_foreign_load(self, state: SchedulerState, host: Host) -> int:
+        """Ready profile stages on `host` that `plan_host` holds back now because of the
+        host's foreign load (0: this policy ignores foreign load)."""
+        return 0

@@ -42,7 +42,7 @@ class InterleavedPolicy(Policy):
             (profiles if job.stage.kind is StageKind.PROFILE else others).append(job)
         scratch = Scratch(host, pausable=state.can_pause_host(host))
         out: list[Placement] = []
-        if profiles and host.foreign_load <= state.config.foreign_load_threshold:
+        if profiles and not self._too_loaded(state, host):
             for job in self.order(state, profiles, now):
                 demand = job.demands[StageKind.PROFILE]
                 placement = scratch.fit_any(job, host, demand)
@@ -77,6 +77,19 @@ class InterleavedPolicy(Policy):
                        others: list[Job], now: float) -> list[Placement]:
         """CPU stages to start while a host-exclusive profile waits for the host: none."""
         return []
+
+    def held_by_foreign_load(self, state: SchedulerState, host: Host) -> int:
+        """Ready profiles on `host` kept from starting by its foreign load: all of them while
+        the load is above the threshold (and no host-exclusive lease holds the host anyway)."""
+        if host.exclusive_lease is not None or not self._too_loaded(state, host):
+            return 0
+        jobs = state.jobs
+        return sum(jobs[job_id].stage.kind is StageKind.PROFILE for job_id in host.ready)
+
+    @staticmethod
+    def _too_loaded(state: SchedulerState, host: Host) -> bool:
+        """True while the host's foreign load keeps profiles off it."""
+        return host.foreign_load > state.config.foreign_load_threshold
 
     @staticmethod
     def _device_free(scratch: Scratch, host: Host, job: Job, demand: StageDemand) -> bool:
