@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PB2    := proto/tunesched_pb2.py
 
-.PHONY: demo test test-fast bench lint proto install clean
+.PHONY: demo test test-fast bench lint proto install browser clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,10 @@ install: $(STAMP)
 demo: $(STAMP) $(PB2)
 	$(VENV)/bin/tunesched demo
 
-test: $(STAMP) $(PB2)
+test: $(STAMP) $(PB2) browser
 	$(PY) -m pytest -q
 
-test-fast: $(STAMP) $(PB2)
+test-fast: $(STAMP) $(PB2) browser
 	$(PY) -m pytest -q -m "not tvm and not slow"
 
 bench: $(STAMP) $(PB2)
@@ -36,6 +36,17 @@ bench: $(STAMP) $(PB2)
 	$(PY) bench/bench_memory.py
 	$(PY) bench/bench_single.py
 	$(PY) bench/bench_ways.py
+
+# the dashboard's tests drive a real headless Chromium (Debian's chromium and chromium-driver)
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "the dashboard tests need chromium and chromedriver: run as root, or" \
+	      "sudo apt-get install chromium chromium-driver" >&2; exit 1; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; }; \
+	fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

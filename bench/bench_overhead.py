@@ -2,6 +2,7 @@
 
     python bench/bench_overhead.py            # 1, 10 and 100 runners (~2 min on 2 cores)
     python bench/bench_overhead.py --quick    # half-length stages, 1 round per job (< 1 min)
+    python bench/bench_overhead.py --runners 100 --dashboards 0,5,0,5   # dashboards' cost
 
 What runs. The daemon is its own process (`tunesched scheduler --listen 127.0.0.1:0`,
 SQLite state in a temporary directory on disk), so its CPU time and peak RSS are its own.
@@ -50,6 +51,13 @@ runners connected and heartbeating (the cost of heartbeats alone); peak RSS is V
 CPU s" is the helper processes' CPU over the same span. "overrun" is how much longer than its
 nominal time a stage took on its runner (its job-directory writes, its process's load):
 runner-side time, in the makespan and not in the ideal.
+
+Dashboards (`--dashboards`, a list run in the order given, so that 0,5,0,5 alternates). With
+D > 0 the daemon also serves its dashboard (`--http`), and D pollers in a helper process do
+what D open browser tabs do, each GET every second from the first submit to the last job done:
+the jobs page (GET /api/jobs), a job's page (its JSON and its curve SVG), the runners page
+and the timeline page (its Gantt SVG and its JSON), pollers taking the pages in turn. "api p50/
+p99 ms" is each request's wall time (connect to last byte) as the poller saw it.
 """
 
 from __future__ import annotations
@@ -97,11 +105,11 @@ QUICK = {"seconds": {"extract": 0.3, "search": 1.5, "build": 1.5, "profile": 1.2
 JITTER = 0.2  # each stage's time varies by up to +-20% around the plan's (see stage_seconds)
 MODEL = "zoo:conv2d"  # the smallest zoo model (9 KB): state bundles stay small
 
-COLUMNS = ["runners", "jobs done", "leases", "submit s", "makespan s", "ideal s", "mk/ideal",
-           "ideal@0 s", "mk/ideal@0",
+COLUMNS = ["runners", "dashboards", "jobs done", "leases", "submit s", "makespan s", "ideal s",
+           "mk/ideal", "ideal@0 s", "mk/ideal@0",
            "grant p50 ms", "grant p99 ms", "grant max ms", "up p50 ms", "down p50 ms",
            "overrun p99 ms", "daemon CPU s", "daemon CPU %", "idle CPU %", "peak RSS MiB",
-           "runners CPU s"]
+           "runners CPU s", "api requests", "api p50 ms", "api p99 ms"]
 
 log = logging.getLogger("bench_overhead")
 
@@ -212,6 +220,54 @@ class Agents:
                 proc.wait()
 
 
+# ---------------------------------------------------------------------- dashboards
+PAGES = (("/api/jobs",), ("/api/jobs/{job}", "/api/jobs/{job}/curve.svg"), ("/api/runners",),
+         ("/api/timeline.svg", "/api/timeline"))
+
+
+def poll_dashboards(base: str, count: int, job: str) -> None:
+    """`count` pollers GET what an open page does every second until stdin closes, then
+    print each request's seconds as JSON (the bench's helper process runs this)."""
+    import urllib.request
+
+    stop, times, lock = threading.Event(), [], threading.Lock()
+
+    def poller(i: int) -> None:
+        paths = PAGES[i % len(PAGES)]
+        while not stop.is_set():
+            began = time.perf_counter()
+            for path in paths:
+                t = time.perf_counter()
+                with urllib.request.urlopen(base + path.format(job=job), timeout=30) as reply:
+                    reply.read()
+                with lock:
+                    times.append(time.perf_counter() - t)
+            stop.wait(max(0.0, 1.0 - (time.perf_counter() - began)))
+
+    threads = [threading.Thread(target=poller, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    sys.stdin.read()
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    print(json.dumps(times))
+
+
+class Dashboards:
+    """`count` dashboards polling the daemon at `base`, in a helper process of their own."""
+
+    def __init__(self, base: str, count: int, job: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, __file__, "--poll-dashboards", base,
+                                      str(count), job], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE)
+
+    def stop(self) -> list[float]:
+        """Stop polling; every request's seconds."""
+        out, _ = self.proc.communicate(b"", timeout=60)
+        return json.loads(out)
+
+
 # ---------------------------------------------------------------------- measurements
 def grant_latencies(leases: list[dict[str, Any]]) -> dict[str, list[float]]:
     """Seconds per result-triggered grant: total, up (to the decision), down (after it)."""
@@ -234,13 +290,17 @@ def pct(values: list[float], q: float) -> float:
 
 
 def run_case(runners: int, quick: bool, tmp: Path, work: Path, agent_procs: int,
-             timelines: Path | None = None) -> dict[str, Any]:
+             timelines: Path | None = None, dashboards: int = 0) -> dict[str, Any]:
     """One measurement: daemon (state under `tmp`) + `runners` agents (job directories under
-    `work`), 2 jobs each; a table row. With `timelines`, the lease timeline is written there
-    as leases-RUNNERS.json."""
+    `work`), 2 jobs each, `dashboards` open; a table row. With `timelines`, the lease timeline
+    is written there as leases-RUNNERS.json."""
     plan, idle_s = (QUICK, 2.0) if quick else (FULL, 4.0)
-    daemon = DaemonProcess(tmp / "state" / "scheduler.db", tmp / "daemon.log")
-    agents = None
+    daemon = DaemonProcess(tmp / "state" / "scheduler.db", tmp / "daemon.log",
+                           ["--http", "127.0.0.1:0"] if dashboards else [])
+    base = re.search(r"dashboard at (\S+)/", daemon.proc.stdout.readline().decode()).group(1) \
+        if dashboards else ""
+    agents = pollers = None
+    api: list[float] = []
     try:
         agents = Agents(daemon.address, runners, work, quick, agent_procs)
         with Client(daemon.address, timeout=60) as client:
@@ -258,9 +318,13 @@ def run_case(runners: int, quick: bool, tmp: Path, work: Path, agent_procs: int,
                     model=MODEL, target=TARGET, trials=plan["trials"],
                     batch_size=plan["batch"], name=f"j{k}")).job_id, range(n_jobs)))
             submit_s = time.time() - t0
+            if dashboards:
+                pollers = Dashboards(base, dashboards, ids[0])
             jobs = wait_for(lambda: (lambda js: js if all(j.state in TERMINAL_JOB_STATES
                                                           for j in js) else None)(client.jobs()),
                             600, f"{n_jobs} jobs to finish", interval=0.5)
+            if pollers is not None:
+                api, pollers = pollers.stop(), None
             cpu = daemon.cpu_s() - cpu_start
             agents_cpu = agents.cpu_s() - agents_start
             leases = client.timeline()
@@ -269,6 +333,8 @@ def run_case(runners: int, quick: bool, tmp: Path, work: Path, agent_procs: int,
               f"{daemon.log_path.read_text()[-3000:]}", file=sys.stderr)
         raise
     finally:
+        if pollers is not None:
+            pollers.stop()
         if agents is not None:
             agents.stop()
         peak = peak_rss_mib(daemon.pid)
@@ -286,7 +352,7 @@ def run_case(runners: int, quick: bool, tmp: Path, work: Path, agent_procs: int,
                - stage_seconds(plan, x["job_id"], x["stage"], x["round"])
                for x in leases if x["outcome"] == "finished"]
     return {
-        "runners": runners, "jobs": n_jobs,
+        "runners": runners, "dashboards": dashboards, "jobs": n_jobs,
         "jobs done": f"{sum(j.state == 'done' for j in jobs)}/{n_jobs}", "leases": len(leases),
         "submit s": submit_s, "makespan s": makespan,
         "ideal s": ideal, "mk/ideal": makespan / ideal, "ideal@0 s": ideal0,
@@ -297,6 +363,7 @@ def run_case(runners: int, quick: bool, tmp: Path, work: Path, agent_procs: int,
         "overrun p99 ms": pct(overrun, 99),
         "daemon CPU s": cpu, "daemon CPU %": 100 * cpu / makespan, "idle CPU %": 100 * idle,
         "peak RSS MiB": peak, "runners CPU s": agents_cpu, "grants timed": len(lat["total"]),
+        "api requests": len(api), "api p50 ms": pct(api, 50), "api p99 ms": pct(api, 99),
     }
 
 
@@ -366,6 +433,11 @@ def main(argv: list[str] | None = None) -> int:
                         "when writable: 100 hosts' disks, not one shared disk)")
     parser.add_argument("--agent-procs", type=int, default=4,
                         help="helper processes the runner agents are spread over")
+    parser.add_argument("--dashboards", default="0",
+                        help="comma-separated counts of open dashboards, run in this order "
+                        "for each runner count (0,5,0,5 alternates)")
+    parser.add_argument("--poll-dashboards", nargs=3, metavar=("BASE", "COUNT", "JOB"),
+                        help=argparse.SUPPRESS)
     parser.add_argument("--serve-agents", nargs=4, metavar=("ADDR", "FIRST", "COUNT", "WORK"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--timelines", type=Path, default=None,
@@ -376,17 +448,23 @@ def main(argv: list[str] | None = None) -> int:
         address, first, count, work = args.serve_agents
         serve_agents(address, int(first), int(count), Path(work), args.quick)
         return 0
+    if args.poll_dashboards:
+        base, count, job = args.poll_dashboards
+        poll_dashboards(base, int(count), job)
+        return 0
     plan = QUICK if args.quick else FULL
     rows = []
-    for runners in (int(n) for n in args.runners.split(",")):
+    cases = [(int(n), int(d)) for n in args.runners.split(",")
+             for d in args.dashboards.split(",")]
+    for runners, dashboards in cases:
         with tempfile.TemporaryDirectory(prefix=f"tunesched-overhead-{runners}-") as tmp, \
                 tempfile.TemporaryDirectory(prefix="tunesched-overhead-work-",
                                             dir=args.work_base) as work:
             started = time.perf_counter()
             rows.append(run_case(runners, args.quick, Path(tmp), Path(work), args.agent_procs,
-                                 args.timelines))
-            print(f"  {runners:>4} runners: makespan {rows[-1]['makespan s']:.1f} s, "
-                  f"ideal {rows[-1]['ideal s']:.1f} s, wall "
+                                 args.timelines, dashboards))
+            print(f"  {runners:>4} runners, {dashboards} dashboards: makespan "
+                  f"{rows[-1]['makespan s']:.1f} s, ideal {rows[-1]['ideal s']:.1f} s, wall "
                   f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
     print_table(rows, plan)
     write_markdown(rows, plan, args.markdown, argv if argv is not None else sys.argv[1:])

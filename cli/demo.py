@@ -1,7 +1,8 @@
 """`tunesched demo`: an embedded daemon and two runners on loopback tune two zoo models at once.
 
-Live progress per job, then each job's report (latency untuned -> tuned), a lease timeline and
-the tuning curves as PNG under the output directory.
+Live progress per job (and the web dashboard, whose URL it prints), then each job's report
+(latency untuned -> tuned), a lease timeline and the tuning curves as PNG under the output
+directory.
 """
 
 from __future__ import annotations
@@ -34,9 +35,12 @@ def run_demo(out: Path, trials: int, policy: str) -> None:
     config = DaemonConfig(out / "state" / "scheduler.db", core=SchedulerConfig(policy=policy))
     cores = sorted(os.sched_getaffinity(0))
     # two runner agents on one host, sharing its work dir
-    with LocalCluster(out, {"demo-host": 2}, cores=cores, config=config) as cluster:
+    with LocalCluster(out, {"demo-host": 2}, cores=cores, config=config,
+                      http="127.0.0.1:0") as cluster:
         console.print(f"scheduler on {cluster.address} (policy {policy}), 2 runners, "
                       f"cores {cores}")
+        console.print(f"dashboard at {cluster.service.web.url} (open it to watch; it serves "
+                      "until the jobs end)", highlight=False)
         _run(console, cluster.client, out, trials, len(cores))
 
 

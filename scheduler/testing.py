@@ -77,19 +77,22 @@ class LocalCluster:
     hosts: host id -> runners on it (runners of one host share its work dir,
         `work_dir(host)`). seconds: sleep stages of these durations (see SleepExecutor);
         None: real stages on `cores` (default: every core this process may use).
-    config: the daemon's settings (default: state under `root/state`)."""
+    config: the daemon's settings (default: state under `root/state`).
+    http: serve the dashboard and metrics there too (e.g. "127.0.0.1:0").
+    token: the user token of `client` when the daemon's config wants one."""
 
     def __init__(self, root: Path, hosts: dict[str, int] | None = None, *,
                  seconds: Durations | None = None, cores: list[int] | None = None,
-                 config: DaemonConfig | None = None, timeout: float = 60.0) -> None:
+                 config: DaemonConfig | None = None, timeout: float = 60.0,
+                 http: str = "", token: str | None = None) -> None:
         self.root = Path(root)
         self.config = config or DaemonConfig(self.root / "state" / "scheduler.db")
-        self.service = Service(self.config, "127.0.0.1:0").start()
+        self.service = Service(self.config, "127.0.0.1:0", http=http).start()
         self.address = self.service.address
         self._stop = threading.Event()
         self.agents: list[Agent] = []
         self._threads: list[threading.Thread] = []
-        self.client = Client(self.address, timeout=30)
+        self.client = Client(self.address, timeout=30, token=token)
         try:
             for host_id, runners in (hosts if hosts is not None else {"box": 2}).items():
                 for i in range(runners):

@@ -145,6 +145,7 @@ def _learn(job: JobDir, round_: int) -> dict[str, Any]:
     estimate = progress.tasks[0].best_us
     return {"task": plan["task"], "trials": n, "trials_total": progress.trials,
             "batch_best_us": batch_best, "estimated_latency_us": estimate,
+            "task_rows": progress.task_rows(job.tasks()),
             "replayed": replayed, "done": progress.trials >= spec.trials}
 
 

@@ -119,6 +119,14 @@ class Progress:
         """Whether the last measurement of the whole model met the latency goal."""
         return bool(self.goal_checks) and bool(self.goal_checks[-1]["met"])
 
+    def task_rows(self, infos: list[TaskInfo]) -> list[dict[str, Any]]:
+        """One row per task for the people watching (the dashboard's task table): name,
+        weight, FLOPs, trials, best and verified latency, whether it is still searched."""
+        return [{"name": info.name, "weight": info.weight, "flops": info.flops,
+                 "trials": task.trials, "best_us": task.best_us,
+                 "verified_us": task.verified_us, "exhausted": task.exhausted}
+                for info, task in zip(infos, self.tasks, strict=True)]
+
     def estimated_latency_us(self, infos: list[TaskInfo]) -> float | None:
         """Sum of weight x best latency over the tasks tuned (verified where verified); None
         until every task still searched has a measurement. A task done without one (its search

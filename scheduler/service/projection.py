@@ -91,6 +91,11 @@ class Projection:
         result = event.result
         if result.get("estimated_latency_us") is not None:
             record.best_latency_us = float(result["estimated_latency_us"])
+            if lease is not None and lease.stage == "learn":
+                trials = result.get("trials_total", record.trials_done)
+                record.add_curve_point(now, trials, record.best_latency_us)
+        if isinstance(result.get("task_rows"), list):
+            record.task_rows = result["task_rows"]
         if "tuned_us" in result:
             record.tuned_us, record.untuned_us = result["tuned_us"], result.get("untuned_us")
         if isinstance(result.get("tasks"), int):  # extract's count of tuning tasks

@@ -39,6 +39,10 @@ class JobRecord:
     reused_tasks: int = 0
     known_trials: int = 0
     waiting: str = ""  # why no registered runner can host the job ("" when one can)
+    # [time, trials, estimated latency us] after each learn that had an estimate, thinned to
+    # at most MAX_CURVE points; the tasks as the last learn saw them (Progress.task_rows)
+    curve: list[list[float]] = field(default_factory=list)
+    task_rows: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def job_id(self) -> str:
@@ -59,6 +63,13 @@ class JobRecord:
         values["spec"] = JobSpec.from_dict(data["spec"])
         return cls(**values)
 
+    def add_curve_point(self, now: float, trials: int, latency_us: float) -> None:
+        """Append a point of the best-latency curve (a new list: copies keep theirs)."""
+        curve = [*self.curve, [now, float(trials), latency_us]]
+        if len(curve) > MAX_CURVE:  # halve the resolution, keep the first and last point
+            curve = [*curve[:-1:2], curve[-1]]
+        self.curve = curve
+
     def copy(self) -> JobRecord:
         """A copy that later changes to this record do not reach (what a watcher is handed;
         the spec is immutable, so the copy shares it)."""
@@ -66,6 +77,7 @@ class JobRecord:
 
 
 _JOB_FIELDS = frozenset(f.name for f in fields(JobRecord))
+MAX_CURVE = 256
 
 
 @dataclass

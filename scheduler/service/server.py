@@ -6,17 +6,16 @@ import logging
 import signal
 import threading
 from concurrent import futures
-from wsgiref.simple_server import WSGIServer
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from prometheus_client import start_http_server
 
 from proto import tunesched_pb2_grpc as pb_grpc
 from proto.transport import MAX_MESSAGE_BYTES
 from scheduler.service.config import DaemonConfig
 from scheduler.service.daemon import Daemon
 from scheduler.service.servicers import RunnerChannelServicer, SchedulerServicer
+from scheduler.service.web import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -50,26 +49,9 @@ def create_server(daemon: Daemon, address: str, tls: tuple[bytes, bytes] | None 
     return server, port
 
 
-def start_http(daemon: Daemon, address: str,
-               tls_files: tuple[str, str] | None = None) -> tuple[WSGIServer, str]:
-    """Serve the daemon's Prometheus metrics at http(s)://`address`/metrics ("host:0" picks
-    a port) from a thread; `tls_files` is (certificate, key) PEM paths. The server and the
-    address it listens on."""
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"--http wants HOST:PORT, got {address!r}")
-    cert, key = tls_files or (None, None)
-    try:
-        server, _ = start_http_server(int(port), host, daemon.metrics.registry, certfile=cert,
-                                      keyfile=key)
-    except OSError as exc:
-        raise OSError(f"cannot serve metrics on {address}: {exc.strerror}") from exc
-    return server, f"{host}:{server.server_port}"
-
-
 class Service:
-    """A running daemon and its servers (gRPC; metrics over HTTP when `http` names an
-    address); `stop()` shuts them down cleanly."""
+    """A running daemon and its servers (gRPC; the dashboard and metrics over HTTP when
+    `http` names an address); `stop()` shuts them down cleanly."""
 
     def __init__(self, config: DaemonConfig, address: str,
                  tls: tuple[bytes, bytes] | None = None, http: str = "",
@@ -79,20 +61,18 @@ class Service:
         host = address.rsplit(":", 1)[0]
         self.address = f"{host}:{self.port}"
         self._http = (http, http_tls_files)
-        self.http_server: WSGIServer | None = None
-        self.http_address = ""
+        self.web: WebServer | None = None
 
     def start(self) -> Service:
         self.server.start()
         self.daemon.start()
         if self._http[0]:
-            self.http_server, self.http_address = start_http(self.daemon, *self._http)
+            self.web = WebServer(self.daemon, *self._http).start()
         return self
 
     def stop(self, grace: float = 2.0) -> None:
-        if self.http_server is not None:
-            self.http_server.shutdown()
-            self.http_server.server_close()
+        if self.web is not None:
+            self.web.stop()
         self.daemon.begin_stop()
         self.server.stop(grace).wait()
         self.daemon.stop()
@@ -109,9 +89,9 @@ def serve(config: DaemonConfig, address: str, tls: tuple[bytes, bytes] | None = 
     log.warning("tunesched scheduler listening on %s (state %s, policy %s)", service.address,
                 config.state_path, config.core.policy)
     print(f"listening on {service.address}", flush=True)
-    if service.http_address:
-        scheme = "https" if http_tls_files else "http"
-        print(f"metrics at {scheme}://{service.http_address}/metrics", flush=True)
+    if service.web is not None:
+        print(f"dashboard at {service.web.url} and metrics at {service.web.url}metrics",
+              flush=True)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())

@@ -58,21 +58,45 @@ COUNT_KEYS = ("trials", "measured", "trials_total", "reused_records", "reused_ta
 LATENCY_KEYS = ("best_latency_us", "estimated_latency_us", "tuned_us", "untuned_us")
 
 
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
+
+
+def _is_latency(value: Any) -> bool:
+    """A finite, non-negative number (or None: not measured)."""
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                             and math.isfinite(value) and value >= 0)
+
+
 def malformed_result(result: dict[str, Any]) -> str:
     """Why a stage result's numbers cannot be used ("" when they can): the core and the job
     records do arithmetic on them, so a runner must not smuggle in strings, NaN or negatives."""
     for key in COUNT_KEYS:
-        value = result.get(key)
-        if key in result and not (isinstance(value, int) and not isinstance(value, bool)
-                                  and 0 <= value < 2**31):
-            return f"result key {key!r} must be a count, got {str(value)[:40]!r}"
+        if key in result and not _is_count(result[key]):
+            return f"result key {key!r} must be a count, got {str(result[key])[:40]!r}"
     for key in LATENCY_KEYS:
-        value = result.get(key)
-        if value is not None and not (isinstance(value, (int, float))
-                                      and not isinstance(value, bool)
-                                      and math.isfinite(value) and value >= 0):
-            return f"result key {key!r} must be a latency in microseconds, got {str(value)[:40]!r}"
+        if not _is_latency(result.get(key)):
+            return (f"result key {key!r} must be a latency in microseconds, "
+                    f"got {str(result[key])[:40]!r}")
+    rows = result.get("task_rows")
+    if rows is not None and not (isinstance(rows, list) and len(rows) <= MAX_TASK_ROWS
+                                 and all(_task_row_ok(r) for r in rows)):
+        return (f"result key 'task_rows' must be at most {MAX_TASK_ROWS} rows of name, weight, "
+                "flops, trials, best_us, verified_us, exhausted")
     return ""
+
+
+MAX_TASK_ROWS = 4096
+_ROW_KEYS = {"name", "weight", "flops", "trials", "best_us", "verified_us", "exhausted"}
+
+
+def _task_row_ok(row: Any) -> bool:
+    """A task row as `Progress.task_rows` writes it (shown on the dashboard, so bounded)."""
+    return (isinstance(row, dict) and set(row) == _ROW_KEYS and isinstance(row["name"], str)
+            and len(row["name"]) <= 256 and isinstance(row["exhausted"], bool)
+            and _is_count(row["trials"]) and _is_count(row["weight"])
+            and row["flops"] is not None and _is_latency(row["flops"])
+            and _is_latency(row["best_us"]) and _is_latency(row["verified_us"]))
 
 
 def checked_result(result: dict[str, Any]) -> dict[str, Any]:

@@ -157,6 +157,7 @@ def _summary(job: Any, progress: Any, plan: dict[str, Any], batch_best: float | 
     return {"task": plan["task"], "trials": 0 if verify else len(plan["candidates"]),
             "trials_total": progress.trials, "batch_best_us": batch_best,
             "estimated_latency_us": progress.estimated_latency_us(infos), "replayed": replayed,
+            "task_rows": progress.task_rows(infos),
             "verify": verify,
             "verified_tasks": verification.verified_tasks(plan),
             "done": over and not verification.due_tasks(spec, progress)}
