@@ -39,8 +39,8 @@ def run_demo(out: Path, trials: int, policy: str) -> None:
                       http="127.0.0.1:0") as cluster:
         console.print(f"scheduler on {cluster.address} (policy {policy}), 2 runners, "
                       f"cores {cores}")
-        console.print(f"dashboard at {cluster.service.web.url} (open it to watch; it serves "
-                      "until the jobs end)", highlight=False)
+        console.print(f"dashboard at {cluster.service.web.url}", highlight=False)
+        console.print("(open it to watch the jobs; it serves until they end)")
         _run(console, cluster.client, out, trials, len(cores))
 
 
