@@ -132,8 +132,8 @@ def measure(runs: list[WayRun], jobs: list[BenchJob], target: dict, work: Path,
     for job in jobs:
         with console.status(f"timing {job.name} compiled with each way's records"):
             latencies[job.name] = final_latencies(
-                job.model, target, {r.way: r.jobs[job.name] / "tasks" for r in runs
-                                    if job.name not in r.errors}, shape=job.shape)
+                job, target, {r.way: r.jobs[job.name] / "tasks" for r in runs
+                              if job.name not in r.errors})
     return fid, latencies
 
 
@@ -156,9 +156,8 @@ def run_repeats(args: argparse.Namespace, jobs: list[BenchJob], runs: list[WayRu
         for job in seeded:
             with console.status(f"seed {seed}: timing {job.name} compiled with both ways"):
                 per_seed[seed][job.name] = final_latencies(
-                    job.model, target, {r.way: r.jobs[job.name] / "tasks" for r in again
-                                        if job.name not in r.errors}, rounds=2,
-                    shape=job.shape)
+                    job, target, {r.way: r.jobs[job.name] / "tasks" for r in again
+                                  if job.name not in r.errors}, rounds=2)
     header = ["job", "seed", "sequential us", "tunesched us", "tunesched / sequential",
               "makespan tunesched / sequential"]
     rows = []
@@ -200,11 +199,11 @@ def run_paired(jobs: list[BenchJob], runs: list[WayRun], work: Path, target: dic
     for job in replaying:
         done = [r for r in again if job.name not in r.errors]
         with console.status(f"paired: timing {job.name} compiled with each way's records"):
-            lat = final_latencies(job.model, target,
+            lat = final_latencies(job, target,
                                   {"sequential": seq.jobs[job.name] / "tasks"}
                                   | {r.way: r.jobs[job.name] / "tasks" for r in done}
                                   | {"timed": seq.jobs[job.name] / "tasks"},
-                                  rounds=PAIRED_ROUNDS, shape=job.shape)
+                                  rounds=PAIRED_ROUNDS)
         cells = []
         for way in names:
             if way in lat:
@@ -244,8 +243,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", default="matmul:64x256,conv2d:1x32x28x28,mlp:32x256",
-                        help="zoo models, one job each, with input shapes (MODEL:AxB); kernels "
-                        "of 0.1-1 ms, since microsecond kernels time the thread pool's wake-up")
+                        help="jobs, comma-separated: zoo models with input shapes (MODEL:AxB) "
+                        "or ONNX files with input shapes by name (path.onnx:x=1,3,32,32); "
+                        "kernels of 0.1-1 ms, since microsecond kernels time the thread pool's "
+                        "wake-up")
     parser.add_argument("--trials", type=int, default=64)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--runners", type=int, default=2, help="tunesched runner agents")

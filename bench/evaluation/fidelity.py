@@ -15,7 +15,7 @@ import shutil
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scipy.stats import spearmanr
 
@@ -24,6 +24,9 @@ from simpletvm.driver import run_checked
 from simpletvm.executor import StageExecutor, StageRequest
 from simpletvm.jobdir import read_json
 from simpletvm.turns import in_turns
+
+if TYPE_CHECKING:
+    from evaluation.ways import BenchJob
 
 
 @dataclass
@@ -100,10 +103,9 @@ def remeasure(job_dir: Path, scratch: Path, executor: StageExecutor,
     return fid
 
 
-def final_latencies(model: str, target: dict[str, Any], record_dirs: dict[str, Path],
-                    rounds: int = 10, repeat: int = 10,
-                    shape: list[int] | None = None) -> dict[str, float]:
-    """Latency (us) of `model` compiled with each way's records, timed alone.
+def final_latencies(job: BenchJob, target: dict[str, Any], record_dirs: dict[str, Path],
+                    rounds: int = 10, repeat: int = 10) -> dict[str, float]:
+    """Latency (us) of `job`'s model compiled with each way's records, timed alone.
 
     Every way is compiled first; then they take turns `rounds` times, in alternating order
     (A B C, C B A, ...), each taking the median of `repeat` samples per turn. A slow moment of
@@ -111,14 +113,9 @@ def final_latencies(model: str, target: dict[str, Any], record_dirs: dict[str, P
     to the others turn by turn, scaled by the median turn (simpletvm.turns), not the median
     of its own turns. Key "untuned": no records.
     """
-    from simpletvm import SimpleTVM
-
-    def zoo() -> Any:
-        return SimpleTVM.from_zoo(model, shape).target(target)
-
-    compiled: dict[str, Any] = {"untuned": zoo().compile()}
+    compiled: dict[str, Any] = {"untuned": job.load().target(target).compile()}
     for way, tasks_dir in record_dirs.items():
-        compiled[way] = zoo().use_records(tasks_dir).compile()
+        compiled[way] = job.load().target(target).use_records(tasks_dir).compile()
     samples: dict[str, list[float]] = {way: [] for way in compiled}
     order = list(compiled)
     for _ in range(rounds):

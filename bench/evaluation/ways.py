@@ -15,38 +15,73 @@ from typing import Any
 
 import psutil
 
+from simpletvm.api import SimpleTVM
 from simpletvm.driver import create_job, drive
 from simpletvm.executor import StageExecutor, StageOutcome
+from simpletvm.jobdir import JobDir
 from simpletvm.spec import JobSpec
 
 
 @dataclass(frozen=True)
 class BenchJob:
-    """One tuning job of the evaluation: a zoo model with a trial budget."""
+    """One tuning job of the evaluation: a zoo model or an ONNX file, with a trial budget."""
 
     name: str
-    model: str
+    model: str  # a zoo model's name, or a path to an .onnx file
     trials: int
     batch: int
     seed: int = 0
-    shape: list[int] | None = None  # the model's input shape; None: the zoo's default
+    shape: list[int] | None = None  # a zoo model's input shape; None: the zoo's default
     replay: str = ""  # a finished job directory whose measured candidates this job measures
+    shapes: dict[str, list[int]] | None = None  # an ONNX file's input shapes, by input name
+
+    @property
+    def is_file(self) -> bool:
+        return self.model.endswith(".onnx")
 
     @property
     def input_shapes(self) -> dict[str, list[int]] | None:
+        if self.is_file:
+            return self.shapes
         return {"x": list(self.shape)} if self.shape else None
 
     def spec(self, target: dict[str, Any]) -> JobSpec:
+        model = Path(self.model).name if self.is_file else f"zoo:{self.model}"
         return JobSpec(name=self.name, target=target, trials=self.trials, batch_size=self.batch,
-                       model=f"zoo:{self.model}", seed=self.seed, input_shapes=self.input_shapes,
+                       model=model, seed=self.seed, input_shapes=self.input_shapes,
                        replay=self.replay)
+
+    def onnx_bytes(self) -> bytes | None:
+        """The ONNX file's bytes (None for a zoo model: the job directory builds it)."""
+        return Path(self.model).read_bytes() if self.is_file else None
+
+    def load(self) -> SimpleTVM:
+        """The model, for compiling it outside the ways (final latencies)."""
+        if self.is_file:
+            return SimpleTVM.from_onnx(self.model, self.input_shapes)
+        return SimpleTVM.from_zoo(self.model, self.shape)
+
+    def create(self, root: Path, target: dict[str, Any]) -> Path:
+        """A fresh job directory of this job under `root`; its path."""
+        return create_job(root / self.name, self.spec(target), self.onnx_bytes()).root
 
 
 def parse_jobs(text: str, trials: int, batch: int) -> list[BenchJob]:
-    """`matmul:64x256,conv2d,mlp:32x256`: zoo models, each with an optional input shape."""
+    """Comma-separated jobs: zoo models with an optional input shape (`matmul:64x256`,
+    `conv2d`) and ONNX files with their input shapes by name (`path/m.onnx:x=1,3,32,32`, more
+    inputs after more colons: `m.onnx:a=1,8:b=8,4`)."""
+    items: list[str] = []
+    for token in (t.strip() for t in text.split(",")):
+        if token.isdigit() and items and ".onnx:" in items[-1]:
+            items[-1] += f",{token}"  # a dimension of the ONNX input before it
+        else:
+            items.append(token)
     jobs = []
-    for item in text.split(","):
-        model, _, shape = item.strip().partition(":")
+    for item in items:
+        model, _, shape = item.partition(":")
+        if model.endswith(".onnx"):
+            jobs.append(_onnx_job(item, model, shape, trials, batch))
+            continue
         try:
             dims = [int(d) for d in shape.split("x")] if shape else None
         except ValueError:
@@ -54,6 +89,22 @@ def parse_jobs(text: str, trials: int, batch: int) -> list[BenchJob]:
                 from None
         jobs.append(BenchJob(model, model, trials, batch, shape=dims))
     return jobs
+
+
+def _onnx_job(item: str, path: str, shapes: str, trials: int, batch: int) -> BenchJob:
+    if not Path(path).is_file():
+        raise SystemExit(f"--jobs: no ONNX file {path!r} (in {item!r})")
+    named: dict[str, list[int]] = {}
+    for part in filter(None, shapes.split(":")):
+        name, _, dims = part.partition("=")
+        try:
+            named[name] = [int(d) for d in dims.split(",")]
+        except ValueError:
+            raise SystemExit(f"--jobs: bad input shape {part!r} in {item!r}: write it like "
+                             "x=1,3,32,32") from None
+        if not name:
+            raise SystemExit(f"--jobs: input shape {part!r} in {item!r} needs the input's name")
+    return BenchJob(Path(path).stem, path, trials, batch, shapes=named or None)
 
 
 @dataclass
@@ -108,14 +159,16 @@ def span_row(job: str, outcome: StageOutcome, host: str = "local") -> dict[str, 
 
 def run_sequential(jobs: list[BenchJob], root: Path, target: dict[str, Any],
                    cores: list[int]) -> WayRun:
-    """Each job alone on every core, one after another (the stages in one warm executor)."""
+    """Each job alone on every core, one after another (the stages in one warm executor,
+    warmed before the clock starts, as tunesched's runners warm before they register)."""
     executor = StageExecutor()
+    executor.warm()
     spans: list[dict[str, Any]] = []
     dirs, errors = {}, {}
     with CpuMeter(cores) as meter:
         started = time.time()
         for job in jobs:
-            jd = create_job(root / job.name, job.spec(target))
+            jd = JobDir(job.create(root, target))
             dirs[job.name] = jd.root
             try:
                 drive(jd, executor, cores,
@@ -126,15 +179,19 @@ def run_sequential(jobs: list[BenchJob], root: Path, target: dict[str, Any],
     return WayRun("sequential", started, finished, meter.busy, dirs, spans, errors)
 
 
-def _drive_alone(job_root: str, cores: list[int], spans_path: str) -> None:
-    """Body of one uncontrolled job: its own process, executor and fork server."""
-    from simpletvm.jobdir import JobDir
-
+def _drive_alone(job_root: str, cores: list[int], spans_path: str, ready: Any,
+                 go: Any) -> None:
+    """Body of one uncontrolled job: its own process, executor and fork server, warmed before
+    the clock starts (`ready` released), running once `go` is set."""
     spans: list[dict[str, Any]] = []
     name = Path(job_root).name
     error = ""
+    executor = StageExecutor()
+    executor.warm()
+    ready.release()
+    go.wait()
     try:
-        drive(JobDir(job_root), StageExecutor(), cores,
+        drive(JobDir(job_root), executor, cores,
               on_stage=lambda _s, _r, o: spans.append(span_row(name, o)))
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
@@ -145,14 +202,20 @@ def run_uncontrolled(jobs: list[BenchJob], root: Path, target: dict[str, Any],
                      cores: list[int]) -> WayRun:
     """Every job at once, each an independent tuning process on every core, no coordination."""
     ctx = multiprocessing.get_context("spawn")
-    dirs = {job.name: create_job(root / job.name, job.spec(target)).root for job in jobs}
+    dirs = {job.name: job.create(root, target) for job in jobs}
+    ready, go = ctx.Semaphore(0), ctx.Event()
+    procs = [ctx.Process(target=_drive_alone,
+                         args=(str(dirs[j.name]), cores, str(root / f"{j.name}.spans.json"),
+                               ready, go))
+             for j in jobs]
+    for p in procs:
+        p.start()
+    for _ in procs:  # every process has imported TVM and warmed its executor
+        if not ready.acquire(timeout=600):
+            raise RuntimeError("an uncontrolled job's process did not warm up in 10 min")
     with CpuMeter(cores) as meter:
         started = time.time()
-        procs = [ctx.Process(target=_drive_alone,
-                             args=(str(dirs[j.name]), cores, str(root / f"{j.name}.spans.json")))
-                 for j in jobs]
-        for p in procs:
-            p.start()
+        go.set()
         for p in procs:
             p.join()
         finished = time.time()
@@ -171,7 +234,8 @@ def run_tunesched(jobs: list[BenchJob], root: Path, target: dict[str, Any], core
                   runners: int, exclusivity: str = "host", way: str = "tunesched",
                   policy: str = "predictive", jobs_per_host: int | None = None,
                   on_poll: Callable[[list[Any]], None] | None = None) -> WayRun:
-    """Every job submitted at once to an embedded daemon with `runners` agents on this host."""
+    """Every job submitted at once to an embedded daemon with `runners` agents on this host
+    (agents warm their executors before they register, so before the clock starts)."""
     from scheduler.core import TERMINAL_JOB_STATES, SchedulerConfig
     from scheduler.service.config import DaemonConfig
     from scheduler.testing import LocalCluster
@@ -183,7 +247,7 @@ def run_tunesched(jobs: list[BenchJob], root: Path, target: dict[str, Any], core
         client = cluster.client
         with CpuMeter(cores) as meter:
             started = time.time()
-            infos = [client.submit(j.spec(target)) for j in jobs]
+            infos = [client.submit(j.spec(target), j.onnx_bytes() or b"") for j in jobs]
             while True:
                 states = [client.get(i.job_id) for i in infos]
                 if on_poll:

@@ -29,13 +29,14 @@ class View:
     runners: list[dict[str, Any]]
 
 
-def take_view(daemon: Any, since: float = 0.0) -> View:
+def take_view(daemon: Any, since: float = 0.0, job_id: str = "") -> View:
     """A `View` of `daemon` (under its lock): every job, the leases live or ended after
-    `since`, every runner."""
+    `since` (only `job_id`'s when given), every runner."""
     with daemon.lock:
-        jobs = {job_id: record.copy() for job_id, record in daemon.projection.jobs.items()}
+        jobs = {key: record.copy() for key, record in daemon.projection.jobs.items()}
         leases = sorted((lease.to_dict() for lease in daemon.projection.leases.values()
-                         if lease.live or lease.ended_at >= since),
+                         if (lease.live or lease.ended_at >= since)
+                         and (not job_id or lease.job_id == job_id)),
                         key=lambda x: x["granted_at"])
         return View(daemon.config.clock(), jobs, leases, daemon.runner_rows())
 

@@ -22,11 +22,14 @@ Errors are one line of JSON, {"error": "..."}, with the HTTP status that fits.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
 import math
 import ssl
 import threading
+import time
+from collections.abc import Callable
 from http import HTTPStatus
 from importlib import resources
 from typing import Any
@@ -45,6 +48,10 @@ log = logging.getLogger(__name__)
 STATIC = resources.files("scheduler.service") / "static"  # script and style
 PAGES = resources.files("scheduler.service") / "pages"  # the HTML shells
 DEFAULT_WINDOW_S = 600.0
+# answers are shared for this long (the pages poll every second); gzip above GZIP_MIN_BYTES
+CACHE_TTL_S = 0.5
+GZIP_LEVEL, GZIP_MIN_BYTES = 5, 1024
+MAX_CACHED = 256
 MAX_WINDOW_S = 7 * 86400.0
 
 
@@ -89,16 +96,6 @@ class _Handler(tornado.web.RequestHandler):
             raise HttpError(404, f"no job {job_id[:64]!r}: list jobs at /api/jobs")
         return record
 
-    def send_json(self, data: Any) -> None:
-        self.set_header("Content-Type", "application/json")
-        self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps(data, separators=(",", ":")))
-
-    def send_svg(self, text: str) -> None:
-        self.set_header("Content-Type", "image/svg+xml")
-        self.set_header("Cache-Control", "no-store")
-        self.finish(text)
-
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None))[1]
         message = getattr(exc, "message", "") or HTTPStatus(status_code).phrase
@@ -120,50 +117,103 @@ class _NotFound(_Handler):
                         "/api/runners, /api/timeline, /metrics")
 
 
-class _Jobs(_Handler):
-    def get(self) -> None:
-        caller, state = self.caller(), self.get_query_argument("state", "")
+class Cache:
+    """Recent answers by route, query and what the caller may see: dashboards polling every
+    second share one rendering (and one gzip) per `ttl` seconds, so five open dashboards cost
+    the daemon about what one does. Used from the event loop's thread only."""
+
+    def __init__(self, ttl: float = CACHE_TTL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl, self.clock = ttl, clock
+        self._items: dict[tuple, tuple[float, str, bytes, bytes]] = {}
+
+    def get(self, key: tuple, make: Callable[[], tuple[str, bytes]]) -> tuple[str, bytes, bytes]:
+        """(content type, body, gzipped body or b"") for `key`, made again once stale."""
+        now = self.clock()
+        hit = self._items.get(key)
+        if hit is None or now - hit[0] > self.ttl:
+            kind, body = make()
+            packed = gzip.compress(body, GZIP_LEVEL) if len(body) > GZIP_MIN_BYTES else b""
+            if len(self._items) > MAX_CACHED:  # drop what went stale
+                self._items = {k: v for k, v in self._items.items() if now - v[0] <= self.ttl}
+            hit = self._items[key] = (now, kind, body, packed)
+        return hit[1], hit[2], hit[3]
+
+
+class _DataHandler(_Handler):
+    """A route that returns data: authenticated, rendered by `render`, cached briefly."""
+
+    cache: Cache
+
+    def initialize(self, daemon: Any, cache: Cache | None = None) -> None:  # type: ignore[override]
+        self.daemon, self.cache = daemon, cache or Cache(0.0)
+
+    def render(self, caller: Caller, *args: str) -> tuple[str, bytes]:
+        raise NotImplementedError
+
+    def get(self, *args: str) -> None:
+        caller = self.caller()
+        scope = "*" if caller.admin else caller.name
+        query = tuple(sorted((k, tuple(v)) for k, v in self.request.query_arguments.items()))
+        kind, body, packed = self.cache.get((self.request.path, query, scope),
+                                            lambda: self.render(caller, *args))
+        self.set_header("Content-Type", kind)
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("Vary", "Accept-Encoding, Authorization")
+        if packed and "gzip" in self.request.headers.get("Accept-Encoding", ""):
+            self.set_header("Content-Encoding", "gzip")
+            body = packed
+        self.finish(body)
+
+
+def _json(data: Any) -> tuple[str, bytes]:
+    return "application/json", json.dumps(data, separators=(",", ":")).encode()
+
+
+def _svg(text: str) -> tuple[str, bytes]:
+    return "image/svg+xml", text.encode()
+
+
+class _Jobs(_DataHandler):
+    def render(self, caller: Caller, *_: str) -> tuple[str, bytes]:
+        state = self.get_query_argument("state", "")
         rows = dashboard.jobs(dashboard.take_view(self.daemon, since=math.inf), caller)
-        self.send_json({"jobs": [r for r in rows if not state or r["state"] == state]})
+        return _json({"jobs": [r for r in rows if not state or r["state"] == state]})
 
 
-class _Job(_Handler):
-    def get(self, job_id: str) -> None:
-        caller = self.caller()
-        view = dashboard.take_view(self.daemon)
-        self.send_json(dashboard.job_detail(view, self.visible_job(job_id, view, caller),
-                                            caller))
+class _Job(_DataHandler):
+    def render(self, caller: Caller, *args: str) -> tuple[str, bytes]:
+        view = dashboard.take_view(self.daemon, job_id=args[0])
+        return _json(dashboard.job_detail(view, self.visible_job(args[0], view, caller), caller))
 
 
-class _Curve(_Handler):
-    def get(self, job_id: str) -> None:
-        caller = self.caller()
+class _Curve(_DataHandler):
+    def render(self, caller: Caller, *args: str) -> tuple[str, bytes]:
         view = dashboard.take_view(self.daemon, since=math.inf)
-        record = self.visible_job(job_id, view, caller)
-        self.send_svg(svg.curve_svg(record.curve, record.untuned_us))
+        record = self.visible_job(args[0], view, caller)
+        return _svg(svg.curve_svg(record.curve, record.untuned_us))
 
 
-class _Runners(_Handler):
-    def get(self) -> None:
-        caller = self.caller()
-        self.send_json(dashboard.runners(dashboard.take_view(self.daemon, since=math.inf),
-                                         caller))
+class _Runners(_DataHandler):
+    def render(self, caller: Caller, *_: str) -> tuple[str, bytes]:
+        return _json(dashboard.runners(dashboard.take_view(self.daemon, since=math.inf),
+                                       caller))
 
 
-class _Timeline(_Handler):
-    def get(self) -> None:
-        caller, window = self.caller(), self.window()
+class _Timeline(_DataHandler):
+    def render(self, caller: Caller, *_: str) -> tuple[str, bytes]:
+        window = self.window()
         view = dashboard.take_view(self.daemon, since=self.daemon.config.clock() - window)
-        self.send_json({"now": view.now, "window_s": window,
-                        "leases": dashboard.timeline(view, caller)})
+        return _json({"now": view.now, "window_s": window,
+                      "leases": dashboard.timeline(view, caller)})
 
 
-class _Gantt(_Handler):
-    def get(self) -> None:
-        caller, window = self.caller(), self.window()
+class _Gantt(_DataHandler):
+    def render(self, caller: Caller, *_: str) -> tuple[str, bytes]:
+        window = self.window()
         view = dashboard.take_view(self.daemon, since=self.daemon.config.clock() - window)
-        self.send_svg(svg.gantt_svg(view.runners, dashboard.timeline(view, caller), view.now,
-                                    window))
+        return _svg(svg.gantt_svg(view.runners, dashboard.timeline(view, caller), view.now,
+                                  window))
 
 
 class _Metrics(_Handler):
@@ -184,24 +234,24 @@ class _Page(_Handler):
         self.render(f"{self.page}.html", page=self.page)
 
 
-def make_app(daemon: Any) -> tornado.web.Application:
+def make_app(daemon: Any, cache_ttl_s: float = CACHE_TTL_S) -> tornado.web.Application:
     d = {"daemon": daemon}
+    c = {**d, "cache": Cache(cache_ttl_s)}
     job = r"(job-[0-9a-f]{1,32})"
     return tornado.web.Application([
-        (r"/api/jobs", _Jobs, d),
-        (rf"/api/jobs/{job}", _Job, d),
-        (rf"/api/jobs/{job}/curve\.svg", _Curve, d),
-        (r"/api/runners", _Runners, d),
-        (r"/api/timeline", _Timeline, d),
-        (r"/api/timeline\.svg", _Gantt, d),
+        (r"/api/jobs", _Jobs, c),
+        (rf"/api/jobs/{job}", _Job, c),
+        (rf"/api/jobs/{job}/curve\.svg", _Curve, c),
+        (r"/api/runners", _Runners, c),
+        (r"/api/timeline", _Timeline, c),
+        (r"/api/timeline\.svg", _Gantt, c),
         (r"/metrics", _Metrics, d),
         (r"/", _Page, {**d, "page": "jobs"}),
         (rf"/jobs/{job}", _Page, {**d, "page": "job"}),
         (r"/runners", _Page, {**d, "page": "runners"}),
         (r"/timeline", _Page, {**d, "page": "timeline"}),
         (r"/static/(.*)", tornado.web.StaticFileHandler, {"path": str(STATIC)}),
-    ], default_handler_class=_NotFound, default_handler_args=d, compress_response=True,
-        template_path=str(PAGES))
+    ], default_handler_class=_NotFound, default_handler_args=d, template_path=str(PAGES))
 
 
 class WebServer:

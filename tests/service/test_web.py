@@ -4,6 +4,7 @@ TLS with the daemon's certificate, and `/metrics` on the same port."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import ssl
@@ -20,6 +21,7 @@ from scheduler.core import TERMINAL_JOB_STATES
 from scheduler.service.auth import Auth
 from scheduler.service.config import DaemonConfig
 from scheduler.service.server import Service
+from scheduler.service.web import Cache
 from scheduler.testing import LocalCluster, sleep_agent, wait_for
 from simpletvm.spec import JobSpec
 
@@ -186,3 +188,36 @@ def test_metrics_on_the_dashboard_port_parse_with_prometheus(tmp_path: Path) -> 
     names = {f.name for f in text_string_to_metric_families(text)}
     assert {"tunesched_jobs", "tunesched_leases_granted", "tunesched_runners_connected"} <= names
     assert re.search(r'^tunesched_jobs\{state="done"\} 1\.0$', text, re.M)
+
+
+def test_answers_are_shared_for_a_moment_and_gzipped_when_big() -> None:
+    now = [100.0]
+    cache = Cache(ttl=5.0, clock=lambda: now[0])
+    made = []
+
+    def make() -> tuple[str, bytes]:
+        made.append(now[0])
+        return "application/json", json.dumps({"n": len(made), "pad": "x" * 5000}).encode()
+
+    first = cache.get(("/api/jobs", (), "*"), make)
+    now[0] += 4.0
+    assert cache.get(("/api/jobs", (), "*"), make) == first  # shared within the TTL
+    assert cache.get(("/api/jobs", (), "alice"), make) != first  # another scope: its own
+    now[0] += 2.0
+    fresh = cache.get(("/api/jobs", (), "*"), make)
+    assert fresh != first and made == [100.0, 104.0, 106.0]
+    kind, body, packed = fresh
+    assert kind == "application/json"
+    assert gzip.decompress(packed) == body and len(packed) < len(body) / 10
+
+
+def test_a_client_that_accepts_gzip_gets_it(tmp_path: Path) -> None:
+    with LocalCluster(tmp_path, {"box": 1}, seconds=QUICK, http="127.0.0.1:0") as cluster:
+        jobs = [cluster.client.submit(MLP.with_(name=f"job{i}")).job_id for i in range(8)]
+        _ended(cluster.client, jobs)
+        request = urllib.request.Request(cluster.service.web.url + "api/jobs",
+                                         headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert reply.headers["Content-Encoding"] == "gzip"
+            listed = json.loads(gzip.decompress(reply.read()))["jobs"]
+    assert {j["job_id"] for j in listed} == set(jobs)
