@@ -3,11 +3,15 @@ budget, batch and seed; then the models both produced, timed side by side.
 
     python bench/bench_single.py              # 3 models x budgets 64 and 256 (about 50 min)
     python bench/bench_single.py --quick      # 2 models, budget 64 (about 8 min)
+    python bench/bench_single.py --models conv,resnet,mlp3 --out bench/results/single-set2
+                                              # the second job set
 
 Models (kernels of 0.05 ms or more, so timings judge schedules, not the thread pool's wake-up):
 `odd`, built here with shapes no zoo model has (two convolutions, a flatten, two dense layers:
 five tasks, one of them a reshape); `convnet`, the zoo's, on a 32x32 input; `dense`, two dense
-layers of 64x256 -> 512 -> 256.
+layers of 64x256 -> 512 -> 256. A second set, never used to choose a constant: `conv`, a 3x3
+convolution 32 -> 48 channels on 28x28; `resnet`, the zoo's resnet_tiny on a 64x64 input;
+`mlp3`, three dense layers 32x384 -> 768 -> 384 -> 192.
 
 Ways: `tvm` runs `SimpleTVM.tune` (TVM's `tune_tasks`, gradient task scheduler) in a fresh
 process, then compiles: its wall is the process's, start to exit. `tunesched` submits the job
@@ -38,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_memory import TARGET, _model, dense_model
+from bench_memory import TARGET, _model, conv_model, dense_model
 from onnx import helper, numpy_helper
 
 from scheduler.core import TERMINAL_JOB_STATES, SchedulerConfig
@@ -82,7 +86,11 @@ def odd_model(seed: int = 7) -> bytes:
 
 
 MODELS = {"odd": odd_model, "convnet": lambda: zoo.model_bytes("convnet", {"x": [1, 3, 32, 32]}),
-          "dense": lambda: dense_model([256, 512, 256], 64, seed=1)}
+          "dense": lambda: dense_model([256, 512, 256], 64, seed=1),
+          # a second job set, chosen after the first was run and never used to set a constant
+          "conv": lambda: conv_model(32, 48, 28, seed=4),
+          "resnet": lambda: zoo.model_bytes("resnet_tiny", {"x": [1, 3, 64, 64]}),
+          "mlp3": lambda: dense_model([384, 768, 384, 192], 32, seed=5)}
 
 
 @dataclass
@@ -266,7 +274,9 @@ def _geomean(values: list[float]) -> float:
 
 
 def _write(rows: list[dict[str, Any]], args: argparse.Namespace, wall: float) -> None:
-    command = "python bench/bench_single.py" + (" --quick" if args.quick else "")
+    command = "python bench/bench_single.py" + (" --quick" if args.quick else "") + "".join(
+        f" --{flag} {value}" for flag, value in (("models", args.models),
+                                                 ("budgets", args.budgets)) if value)
     lines = [f"`{command}` ({wall / 60:.0f} min on {len(CORES)} cores, "
              f"{time.strftime('%Y-%m-%d')}); target {json.dumps(TARGET)}, batch {BATCH}, "
              f"seed {SEED}", "",
