@@ -138,11 +138,15 @@ def _verified(job_dir: Path) -> dict[int, dict[str, Any]]:
 
 def verification_effect(job_dir: Path) -> list[tuple[bool, float]]:
     """Per verified task: whether verification kept another candidate than the search's pick,
-    and the search's pick over the kept one, both as verification timed them."""
+    and the search's pick over the kept one, both as verification timed them. The kept one
+    may be the task's default schedule (timed in verification, never searched)."""
     effect = []
     for summary in _verified(job_dir).values():
         timed = [c for c in summary["candidates"] if c["verified_us"] is not None]
-        pick = min(timed, key=lambda c: c["search_us"])
+        searched = [c for c in timed if c.get("search_us") is not None]  # not the default
+        if not searched:
+            continue
+        pick = min(searched, key=lambda c: c["search_us"])
         kept = next(c for c in timed if c["hash"] == summary["kept"])
         effect.append((pick["hash"] != kept["hash"], pick["verified_us"] / kept["verified_us"]))
     return effect

@@ -52,3 +52,13 @@ def test_verification_decides_what_is_kept_and_is_not_a_measured_round(tmp_path:
     assert measured_candidates(tmp_path) == [["a", "b", "c"], ["d"]]
     changed, saved = verification_effect(tmp_path)[0]
     assert changed and abs(saved - 1.3 / 1.1) < 1e-9
+
+
+def test_a_default_schedule_kept_by_verification_counts_as_a_change(tmp_path: Path) -> None:
+    task = tmp_path / "tasks" / "00"
+    task.mkdir(parents=True)
+    (task / "verified.json").write_text(json.dumps({"kept": "dflt", "candidates": [
+        {"hash": "a", "search_us": 1e6, "verified_us": 1.3e6},
+        {"hash": "dflt", "search_us": None, "verified_us": 1.0e6, "default": True}]}))
+    changed, saved = verification_effect(tmp_path)[0]
+    assert changed and abs(saved - 1.3) < 1e-9
