@@ -74,7 +74,9 @@ def remeasure(job_dir: Path, scratch: Path, executor: StageExecutor,
               cores: list[int]) -> Fidelity:
     """Rebuild and re-profile every round of `job_dir` alone; compare with the run's results."""
     shutil.rmtree(scratch, ignore_errors=True)
-    shutil.copytree(job_dir, scratch, ignore=shutil.ignore_patterns("art", "result", "*.tar"))
+    # without the final build, a profile stage re-measures a round (not the final benchmark)
+    shutil.copytree(job_dir, scratch, ignore=shutil.ignore_patterns("art", "result", "final",
+                                                                     "*.tar"))
     fid = Fidelity(kept=kept_kernels(job_dir), verification=verification_effect(job_dir))
     for round_dir in sorted((job_dir / "rounds").glob("r*")):
         results_path = round_dir / "results.json"
