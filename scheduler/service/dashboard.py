@@ -29,16 +29,37 @@ class View:
     runners: list[dict[str, Any]]
 
 
-def take_view(daemon: Any, since: float = 0.0, job_id: str = "") -> View:
-    """A `View` of `daemon` (under its lock): every job, the leases live or ended after
-    `since` (only `job_id`'s when given), every runner."""
-    with daemon.lock:
-        jobs = {key: record.copy() for key, record in daemon.projection.jobs.items()}
-        leases = sorted((lease.to_dict() for lease in daemon.projection.leases.values()
-                         if (lease.live or lease.ended_at >= since)
-                         and (not job_id or lease.job_id == job_id)),
-                        key=lambda x: x["granted_at"])
-        return View(daemon.config.clock(), jobs, leases, daemon.runner_rows())
+class Views:
+    """`View`s of one daemon, taken under its lock. A lease record that has ended no longer
+    changes, so its dict is made once and reused: a timeline of thousands of leases holds the
+    daemon's lock for the live ones only."""
+
+    def __init__(self, daemon: Any) -> None:
+        self.daemon = daemon
+        self._ended: dict[str, dict[str, Any]] = {}
+
+    def take(self, since: float = 0.0, job_id: str = "") -> View:
+        """Every job, the leases live or ended after `since` (only `job_id`'s when given),
+        every runner."""
+        daemon, ended = self.daemon, self._ended
+        with daemon.lock:
+            jobs = {key: record.copy() for key, record in daemon.projection.jobs.items()}
+            leases = []
+            for lease in daemon.projection.leases.values():
+                if (lease.live or lease.ended_at >= since) and (not job_id
+                                                                or lease.job_id == job_id):
+                    if lease.live:
+                        leases.append(lease.to_dict())
+                    else:
+                        if lease.lease_id not in ended:
+                            ended[lease.lease_id] = lease.to_dict()
+                        leases.append(ended[lease.lease_id])
+            runners = daemon.runner_rows()
+            now = daemon.config.clock()
+        if len(ended) > 2 * len(daemon.projection.leases):  # leases the daemon dropped
+            self._ended = {k: v for k, v in ended.items() if k in daemon.projection.leases}
+        leases.sort(key=lambda x: x["granted_at"])
+        return View(now, jobs, leases, runners)
 
 
 def can_see(caller: Caller, record: JobRecord | None) -> bool:

@@ -17,6 +17,8 @@ PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b
            "#ff9da7", "#9c755f", "#bab0ac")
 FOREIGN = "#9a9a9a"  # leases of jobs the viewer may not see
 MIN_SPAN_S = 10.0  # the Gantt's shortest time axis
+LEGEND_COLUMNS = 4
+ROWS = ("rows",)  # the key under which a Gantt memo keeps the rows its markup was drawn for
 FONT = 'font-family="system-ui, sans-serif" font-size="11"'
 
 
@@ -111,61 +113,98 @@ def resource_rows(runners: Sequence[dict[str, Any]],
 
 
 def gantt_svg(runners: Sequence[dict[str, Any]], leases: Sequence[dict[str, Any]],
-              now: float, window_s: float, width: int = 1000) -> str:
+              now: float, window_s: float, epoch: float = 0.0,
+              memo: dict[tuple, str] | None = None, width: int = 1000) -> str:
     """One row per host core or GPU, one bar per lease and resource over the last
-    `window_s` seconds up to `now` (or since the first lease given, if later). Leases are
-    `dashboard.lease_row` dicts: lease_id, job_id ("" for a job the viewer may not see),
-    label, stage, host_id, cores, gpus, granted_at, ended_at (0 while live), exclusive and
-    paused [start, end] pairs (end 0 while paused). Bars carry class "lease", data-lease and
-    data-job."""
+    `window_s` seconds up to `now` (or since the first lease given, if later), and a legend of
+    the jobs shown. Leases are `dashboard.lease_row` dicts: lease_id, job_id ("" for a job the
+    viewer may not see), label, stage, host_id, cores, gpus, granted_at, ended_at (0 while
+    live), exclusive and paused [start, end] pairs (end 0 while paused).
+
+    Each lease is a `<g class="lease" data-lease data-job>` of `rect.bar` (one per resource)
+    and `rect.paused`, drawn in seconds since `epoch` inside one scaled group, so an ended
+    lease's markup never changes: `memo` (kept by the caller between calls, with one `epoch`)
+    holds it, and a redraw of thousands of leases costs a join. Entries not drawn this time
+    are dropped from `memo`."""
     rows = resource_rows(runners, leases)
     left, right, top, row_h = 120, 10, 22, 16
-    height = top + row_h * max(len(rows), 1) + 6
+    plot_h = row_h * max(len(rows), 1)
     pw = width - left - right
     # the axis spans the window, or less when the leases shown began later (a young daemon)
     first = min((x["granted_at"] for x in leases), default=now)
     span = max(min(window_s, now - first), MIN_SPAN_S)
     t0 = now - span
+    scale = pw / span  # px per second
 
     def x(t: float) -> float:
-        return left + pw * (max(t, t0) - t0) / span
+        return left + (t - t0) * scale
 
-    body = []
+    shown = [x for x in leases if (x["ended_at"] or now) >= t0]
+    jobs = list(dict.fromkeys((x["job_id"], x["label"]) for x in shown))
+    legend_rows = -(-len(jobs) // LEGEND_COLUMNS)
+    height = top + plot_h + 10 + 16 * legend_rows
+    body = [f'<defs><clipPath id="plot"><rect x="{left}" y="0" width="{pw}" '
+            f'height="{top + plot_h}"/></clipPath></defs>']
     for t in _ticks(0, span, 6):
         label = f"-{_number(t)} s" if t else "now"
         body.append(f'<line x1="{x(now - t):.1f}" x2="{x(now - t):.1f}" y1="{top - 4}" '
-                    f'y2="{height - 6}" stroke="#eee"/><text x="{x(now - t):.1f}" y="12" '
+                    f'y2="{top + plot_h}" stroke="#eee"/><text x="{x(now - t):.1f}" y="12" '
                     f'text-anchor="middle" {FONT}>{label}</text>')
     index = {row: i for i, row in enumerate(rows)}
     for i, (host, kind, rid) in enumerate(rows):
-        ty = top + i * row_h + 12
-        body.append(f'<text x="{left - 6}" y="{ty}" text-anchor="end" {FONT}>'
-                    f'{escape(host)} {kind}{rid}</text>')
-    for lease in leases:
-        end = lease["ended_at"] or now
-        if end < t0:
-            continue
-        color = job_color(lease["job_id"])
-        title = escape(f"{lease['label']} {lease['stage']} ({lease['lease_id']})")
-        resources = [("cpu", c) for c in lease["cores"]] + [("gpu", g) for g in lease["gpus"]]
-        for kind, rid in resources:
-            ry = top + index[(lease["host_id"], kind, rid)] * row_h + 2
-            bx, bw = x(lease["granted_at"]), max(x(end) - x(lease["granted_at"]), 1.5)
-            outline = ' stroke="#222" stroke-width="1"' if lease["exclusive"] else \
-                ' stroke="#fff" stroke-width="0.5"'
-            body.append(f'<rect class="lease" data-lease="{escape(lease["lease_id"])}" '
-                        f'data-job="{escape(lease["job_id"])}" '
-                        f'data-stage="{escape(lease["stage"])}" x="{bx:.1f}" y="{ry}" '
-                        f'width="{bw:.1f}" height="{row_h - 4}" fill="{color}"{outline}>'
-                        f'<title>{title}</title></rect>')
-            if bw >= 12:  # room for the stage's initial
-                body.append(f'<text x="{bx + bw / 2:.1f}" y="{ry + row_h - 7}" '
-                            f'text-anchor="middle" font-size="9" fill="#fff" '
-                            f'pointer-events="none">{escape(lease["stage"][:1].upper())}'
-                            '</text>')
-            for a, b in lease["paused"]:
-                if (b or now) >= t0:
-                    body.append(f'<rect class="paused" x="{x(a):.1f}" y="{ry}" '
-                                f'width="{max(x(b or now) - x(a), 1):.1f}" '
-                                f'height="{row_h - 4}" fill="#fff" opacity="0.6"/>')
+        body.append(f'<text x="{left - 6}" y="{top + i * row_h + 12}" text-anchor="end" '
+                    f'{FONT}>{escape(host)} {kind}{rid}</text>')
+    body.append(f'<g clip-path="url(#plot)"><g transform="translate('
+                f'{left - (t0 - epoch) * scale:.3f} 0) scale({scale:.6f} 1)">')
+    def ys(lease: dict[str, Any]) -> tuple[int, ...]:
+        return tuple(top + index[(lease["host_id"], kind, rid)] * row_h + 2
+                     for kind, ids in (("cpu", lease["cores"]), ("gpu", lease["gpus"]))
+                     for rid in ids)
+
+    memo = {} if memo is None else memo
+    if memo.get(ROWS) != tuple(rows):  # rows moved: every bar's height changes
+        memo.clear()
+    used: dict[tuple, str] = {ROWS: tuple(rows)}
+    for lease in shown:
+        if lease["ended_at"]:
+            key = (lease["lease_id"], lease["ended_at"], lease["job_id"], lease["label"])
+            text = memo.get(key)
+            used[key] = text if text is not None else _lease_bars(
+                lease, ys(lease), lease["ended_at"], epoch, row_h)
+            body.append(used[key])
+        else:
+            body.append(_lease_bars(lease, ys(lease), now, epoch, row_h))
+    memo.clear()
+    memo.update(used)
+    body.append("</g></g>")
+    for n, (job_id, label) in enumerate(jobs):
+        lx = left + (n % LEGEND_COLUMNS) * (pw / LEGEND_COLUMNS)
+        ly = top + plot_h + 10 + (n // LEGEND_COLUMNS) * 16
+        body.append(f'<g class="legend" data-job="{escape(job_id)}"><rect x="{lx:.1f}" '
+                    f'y="{ly}" width="10" height="10" fill="{job_color(job_id)}"/><text '
+                    f'x="{lx + 14:.1f}" y="{ly + 9}" {FONT}>{escape(label)}'
+                    f'{f" ({escape(job_id)})" if job_id else ""}</text></g>')
     return _svg(width, height, body, f"lease timeline, {len(rows)} resources")
+
+
+def _lease_bars(lease: dict[str, Any], ys: tuple[int, ...], end: float, epoch: float,
+                row_h: int) -> str:
+    """One lease's group: a bar per resource row `ys`, in seconds since `epoch`."""
+    start = lease["granted_at"] - epoch
+    width = max(end - lease["granted_at"], 0.0)
+    stroke = ' stroke="#222" stroke-width="1"' if lease["exclusive"] else \
+        ' stroke="#fff" stroke-width="0.5"'
+    parts = [f'<g class="lease" data-lease="{escape(lease["lease_id"])}" '
+             f'data-job="{escape(lease["job_id"])}" data-stage="{escape(lease["stage"])}" '
+             f'fill="{job_color(lease["job_id"])}"{stroke} vector-effect="non-scaling-stroke">'
+             f'<title>{escape(lease["label"])} {escape(lease["stage"])} '
+             f'({escape(lease["lease_id"])})</title>']
+    for y in ys:
+        parts.append(f'<rect class="bar" x="{start:.3f}" y="{y}" width="{width:.3f}" '
+                     f'height="{row_h - 4}" vector-effect="non-scaling-stroke"/>')
+        for a, b in lease["paused"]:
+            parts.append(f'<rect class="paused" x="{a - epoch:.3f}" y="{y}" '
+                         f'width="{max((b or end) - a, 0.0):.3f}" height="{row_h - 4}" '
+                         'fill="#fff" opacity="0.6" stroke="none"/>')
+    parts.append("</g>")
+    return "".join(parts)

@@ -135,11 +135,13 @@ def test_every_page_shows_the_jobs_and_updates_live(tmp_path: Path, browser: Web
 
         def bars(d: WebDriver) -> list[str]:
             return sorted(d.execute_script(
-                "return [...document.querySelectorAll('#gantt svg rect.lease')]"
-                ".map(r => r.getAttribute('data-lease'));"))
+                "return [...document.querySelectorAll('#gantt svg g.lease rect.bar')]"
+                ".map(r => r.parentNode.getAttribute('data-lease'));"))
 
         _until(browser, lambda d: bars(d) == want, f"{len(want)} lease bars")
-        legend = _text(browser, "#legend")
+        legend = " ".join(browser.execute_script(
+            "return [...document.querySelectorAll('#gantt svg g.legend')]"
+            ".map(g => g.textContent);"))
         assert all(job in legend for job in jobs)
         _shot(browser, out, "timeline")
 

@@ -3,6 +3,7 @@ job record, and task rows a runner may send."""
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
 from scheduler.service import dashboard, svg
@@ -52,20 +53,38 @@ def test_a_user_sees_their_jobs_and_only_anonymous_leases_of_others() -> None:
                                "gpus": [], "foreign_load": 0.25, "leases": 1}]
 
 
+def _bars(root: ET.Element) -> list[tuple[str, str, float]]:
+    """(lease, job, x in px) per bar: bars are drawn in seconds inside a scaled group."""
+    (scaled,) = [g for g in root.iter(f"{NS}g") if "scale(" in g.get("transform", "")]
+    tx, scale = (float(v) for v in re.findall(r"translate\(([-\d.]+) 0\) scale\(([-\d.]+) 1",
+                                              scaled.get("transform"))[0])
+    return [(g.get("data-lease"), g.get("data-job"), tx + scale * float(bar.get("x")))
+            for g in scaled.iter(f"{NS}g") if g.get("class") == "lease"
+            for bar in g if bar.get("class") == "bar"]
+
+
 def test_the_gantt_draws_a_bar_per_lease_and_core_and_escapes_names() -> None:
-    view = _view()
-    text = svg.gantt_svg(view.runners, dashboard.timeline(view, Caller("alice")), view.now,
-                         600)
+    view, memo = _view(), {}
+    rows = dashboard.timeline(view, Caller("alice"))
+    text = svg.gantt_svg(view.runners, rows, view.now, 600, epoch=5.0, memo=memo)
     root = ET.fromstring(text)  # well-formed XML, so the "<b>" of a name was escaped
-    bars = [(r.get("data-lease"), r.get("data-job")) for r in root.iter(f"{NS}rect")
-            if r.get("class") == "lease"]
-    assert sorted(bars) == [("lease-1", "job-1"), ("lease-1", "job-1"), ("lease-2", "")]
+    bars = _bars(root)
+    assert sorted((lease, job) for lease, job, _ in bars) == \
+        [("lease-1", "job-1"), ("lease-1", "job-1"), ("lease-2", "")]
     titles = [t.text for t in root.iter(f"{NS}title")]
     assert "<b>evil</b> search (lease-1)" in titles
     # a young daemon: the axis spans from the first lease (t=10) to now (t=30), not 600 s
-    xs = {r.get("data-lease"): float(r.get("x")) for r in root.iter(f"{NS}rect")
-          if r.get("class") == "lease"}
-    assert xs["lease-1"] == 120.0 and xs["lease-2"] > 120 + 0.2 * (1000 - 130)
+    xs = {lease: x for lease, _, x in bars}
+    assert abs(xs["lease-1"] - 120.0) < 1e-6 and abs(xs["lease-2"] - (120 + 870 / 4)) < 1e-3
+    legend = ["".join(g.itertext()) for g in root.iter(f"{NS}g") if g.get("class") == "legend"]
+    assert legend == ["<b>evil</b> (job-1)", dashboard.HIDDEN]
+    # an ended lease's markup is kept and drawn again as it was; a live one is not kept
+    kept = {key[0]: text for key, text in memo.items() if key != svg.ROWS}
+    assert list(kept) == ["lease-1"]
+    later = svg.gantt_svg(view.runners, rows, view.now + 5, 600, epoch=5.0, memo=memo)
+    assert kept["lease-1"] in later and [k[0] for k in memo if k != svg.ROWS] == ["lease-1"]
+    svg.gantt_svg(view.runners, rows[1:], view.now, 600, epoch=5.0, memo=memo)
+    assert list(memo) == [svg.ROWS]  # what was not drawn is dropped
 
 
 def test_the_curve_plots_every_point_and_the_untuned_line() -> None:

@@ -87,8 +87,8 @@ def test_the_api_shows_jobs_curves_tasks_runners_and_every_lease(tmp_path: Path)
     assert runners["hosts"][0]["cores"] == [0, 1]
     assert {x["lease_id"] for x in timeline["leases"]} == {x["lease_id"] for x in leases}
     assert status == 200 and kind == "image/svg+xml"
-    bars = [r.get("data-lease") for r in ET.fromstring(gantt).iter(f"{NS}rect")
-            if r.get("class") == "lease"]
+    bars = [g.get("data-lease") for g in ET.fromstring(gantt).iter(f"{NS}g")
+            if g.get("class") == "lease" for bar in g if bar.get("class") == "bar"]
     assert sorted(bars) == sorted(x["lease_id"] for x in leases for _ in x["cores"])
     points = [c for c in ET.fromstring(curve).iter(f"{NS}circle") if c.get("class") == "point"]
     assert len(points) == 4

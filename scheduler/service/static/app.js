@@ -165,27 +165,10 @@ const PAGES = {
   },
 
   async timeline() {
-    const select = document.getElementById("window");
-    const window_s = select.value;
-    const [gantt, data] = await Promise.all([api(`/api/timeline.svg?window=${window_s}`, true),
-      api(`/api/timeline?window=${window_s}`)]);
-    document.getElementById("gantt").innerHTML = gantt;
-    const jobs = new Map(data.leases.map((x) => [x.job_id, x.job_id ? `${x.label} (${x.job_id})` : x.label]));
-    const legend = el("p", { id: "legend" });
-    for (const [job, label] of jobs) {
-      const swatch = el("span", { class: "swatch" });
-      swatch.style.background = colorOf(job);
-      legend.append(swatch, label);
-    }
-    replace("legend", legend);
+    const window_s = document.getElementById("window").value;
+    document.getElementById("gantt").innerHTML = await api(`/api/timeline.svg?window=${window_s}`, true);
   },
 };
-
-// a job's colour is the one the daemon gave its bars (svg.job_color)
-function colorOf(job) {
-  const rect = job && document.querySelector(`#gantt rect.lease[data-job="${CSS.escape(job)}"]`);
-  return rect ? rect.getAttribute("fill") : "#9a9a9a";
-}
 
 let refreshes = 0;
 async function refresh() {
