@@ -50,7 +50,8 @@ class JobSpec:
     verify_top, verify_passes: after the search, each task's `verify_top` leading candidates
         (and, on CPU targets, its untuned schedule) are timed again together in
         `verify_passes` interleaved passes and the fastest by that timing is kept
-        (simpletvm.verification); verify_top 0 turns it off.
+        (simpletvm.verification); verify_top 0 turns it off, except for records reused
+        from earlier jobs, which are always timed again (verification.REUSED_TOP of them).
     min_task_share: tasks whose weight x FLOPs is under this share of the model's are not
         tuned (the extract stage marks them done): a reshape does not take trials from a conv.
     fresh: the job takes nothing from the scheduler's tuning memory (its records still go in).

@@ -44,6 +44,7 @@ from simpletvm.tuningdb import FAILED_RUN_SECS, RECORD_FILE
 
 VERIFIED = "verified"  # tasks/NN/verified/: a JSONDatabase of the re-timed candidates
 SUMMARY = "verified.json"  # tasks/NN/verified.json: what was re-timed, pass by pass
+REUSED_TOP = 6  # with verification off, a reused task's leading candidates timed again
 
 
 def tuning_over(spec: JobSpec, progress: Progress, infos: list[TaskInfo]) -> bool:
@@ -56,11 +57,19 @@ def tuning_over(spec: JobSpec, progress: Progress, infos: list[TaskInfo]) -> boo
 
 def due_tasks(spec: JobSpec, progress: Progress) -> list[int]:
     """The tasks to verify: not verified yet, with at least two candidates measured and one
-    that ran; none when verification is off or done."""
-    if spec.verify_top == 0:  # off
-        return []
+    that ran; none when done. With verification off (verify_top 0), still the tasks that took
+    in records of earlier jobs: those were timed on another day or another machine of the
+    same target key, and are never kept untimed."""
+    reused = {int(name) for name in (progress.known or {}).get("lines", {})}
     return [index for index, task in enumerate(progress.tasks)
-            if not task.verified and task.best_us is not None and task.trials >= 2]
+            if (spec.verify_top or index in reused) and not task.verified
+            and task.best_us is not None and task.trials >= 2]
+
+
+def top_of(spec: JobSpec) -> int:
+    """Candidates per task a verification round times again (REUSED_TOP when verification
+    is off and only reused records are re-timed)."""
+    return spec.verify_top or REUSED_TOP
 
 
 def is_verify_plan(plan: dict[str, Any]) -> bool:
@@ -122,7 +131,7 @@ def plan(job: JobDir, spec: JobSpec, tasks: list[int], exhausted: list[int],
     infos = job.tasks()
     candidates = []
     for task in tasks:
-        found = leading(_batches(job, task, progress), spec.verify_top)
+        found = leading(_batches(job, task, progress), top_of(spec))
         if spec.target_kind == "llvm":
             entry = default(job.task_dir(infos[task]))
             found += [] if any(c["hash"] == entry["hash"] for c in found) else [entry]

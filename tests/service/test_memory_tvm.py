@@ -1,5 +1,6 @@
 """Tuning memory with real TVM stages: a retrained model starts from what its first job
-measured and tunes nothing new; known records that meet a latency goal, measured on the whole
+measured and tunes nothing new, and times the reused records again even with verification
+off; known records that meet a latency goal, measured on the whole
 model, end a job without a search; the exported memory compiles the model with plain TVM."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import pytest
 
 from scheduler.core import TERMINAL_JOB_STATES
 from scheduler.testing import LocalCluster, wait_for
-from simpletvm import SimpleTVM, tasks
+from simpletvm import SimpleTVM, tasks, verification
 from simpletvm.jobdir import JobDir, read_json
 from simpletvm.spec import JobSpec
 from simpletvm.targets import to_tvm
@@ -43,6 +44,8 @@ def test_a_retrained_model_reuses_records_and_the_export_compiles_with_plain_tvm
         goal = first.tuned_latency_us * 3  # the known records meet it: measured, not summed
         met = run(cluster, SPEC.with_(trials=64, latency_goal_us=goal))
         assert (met.state, met.trials_done, met.known_trials) == ("done", 16, 16), met.error
+        off = run(cluster, SPEC.with_(verify_top=0))  # verification off: reused records are
+        assert (off.state, off.reused_records) == ("done", 16), off.error  # timed all the same
         exported = tmp_path / "export"
         cluster.client.export_records(exported, json.dumps(TARGET))
         work = cluster.work_dir("box") / "jobs"
@@ -55,6 +58,8 @@ def test_a_retrained_model_reuses_records_and_the_export_compiles_with_plain_tvm
     assert len(verified["candidates"]) == 4 and verified["kept"]  # 3 and the default schedule
     assert [c["default"] for c in verified["candidates"]] == [False, False, False, True]
     assert reused.progress().known["records"] == 16
+    timed = read_json(JobDir(work / off.job_id).task_dir(task) / "verified.json")
+    assert len(timed["candidates"]) == verification.REUSED_TOP + 1 and timed["kept"]
     [check] = JobDir(work / met.job_id).progress().goal_checks  # one goal round, no search
     assert check["met"] and check["measured_us"] <= goal, check
     # plain TVM opens the export and compiles the model with its records

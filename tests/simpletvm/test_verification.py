@@ -73,6 +73,14 @@ def test_verification_follows_the_search_for_all_tasks_at_once() -> None:
     fresh = Progress(trials=32, tasks=[TaskProgress(trials=8, best_us=5.0)])
     assert verification.due_tasks(_spec(verify_top=0), fresh) == []  # off
     assert verification.due_tasks(_spec(), fresh) == [0]
+    # off, but records of earlier jobs were taken in for task 1: they are timed again
+    reused = Progress(trials=32, tasks=[TaskProgress(trials=8, best_us=5.0),
+                                        TaskProgress(trials=24, best_us=3.0)],
+                      known={"target_key": "k", "lines": {"01": 16}, "records": 16,
+                             "tasks": 1, "trials": 24})
+    assert verification.due_tasks(_spec(verify_top=0), reused) == [1]
+    assert verification.top_of(_spec(verify_top=0)) == verification.REUSED_TOP
+    assert verification.top_of(_spec(verify_top=3)) == 3
 
 
 def test_plan_reads_batches_from_the_committed_records_not_round_directories(tmp_path) -> None:
