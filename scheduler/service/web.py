@@ -170,7 +170,8 @@ class _DataHandler(_Handler):
     def get(self, *args: str) -> None:
         caller = self.caller()
         scope = "*" if caller.admin else caller.name
-        query = tuple(sorted((k, tuple(v)) for k, v in self.request.query_arguments.items()))
+        # the arguments a route reads, not every one sent (other arguments share the answer)
+        query = tuple(self.get_query_argument(name, "") for name in ("state", "window"))
         kind, body, packed = self.cache.get((self.request.path, query, scope),
                                             lambda: self.render(caller, *args))
         self.set_header("Content-Type", kind)
