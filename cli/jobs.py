@@ -24,7 +24,8 @@ SPEC = JobSpec()  # the spec's defaults are the flags' defaults
 
 def spec_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """An option per JobSpec field that names a "flag" in its metadata: its help text, the
-    spec's default, the default's type (or the metadata's "type")."""
+    spec's default, the default's type (or the metadata's "type", or a choice of its
+    "choices")."""
     for f in reversed(fields(JobSpec)):
         if "flag" in f.metadata:
             default = getattr(SPEC, f.name)
@@ -33,8 +34,9 @@ def spec_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 command = click.option(flag, f.name, is_flag=True, default=default,
                                        help=f.metadata["flag"])(command)
                 continue
-            command = click.option(flag, f.name, default=default,
-                                   type=f.metadata.get("type", type(default)),
+            kind = (click.Choice(f.metadata["choices"]) if "choices" in f.metadata
+                    else f.metadata.get("type", type(default)))
+            command = click.option(flag, f.name, default=default, type=kind,
                                    show_default=default not in ("", None),
                                    help=f.metadata["flag"])(command)
     return command

@@ -31,6 +31,7 @@ MAX_VERIFY = 64                   # verification candidates per task, and passes
 TARGET_KINDS = ("llvm", "cuda")  # what the scheduler can lease a device for
 UNSUPPORTED_KINDS = ("rocm", "metal", "vulkan", "opencl")  # TVM targets tunesched cannot run
 CPU_PROFILE_MODES = ("host", "cores")
+SAMPLINGS = ("all", "chameleon")  # which of a round's proposed candidates are measured
 TARGET_HELP = 'use "cpu", "cuda", or a JSON dict such as {"kind": "llvm", "num-cores": 2}'
 
 
@@ -55,6 +56,11 @@ class JobSpec:
     min_task_share: tasks whose weight x FLOPs is under this share of the model's are not
         tuned (the extract stage marks them done): a reshape does not take trials from a conv.
     fresh: the job takes nothing from the scheduler's tuning memory (its records still go in).
+    sampling: which of a round's new candidates are measured: "all" (the batch, as the search
+        ranks it) or "chameleon" (Ahn et al., ICLR 2020: the search is asked for four batches
+        more, its proposals are clustered by their cost-model features and one new candidate
+        per cluster is measured: at most the batch, fewer when the proposals bunch up, so the
+        budget lasts more rounds; simpletvm.sampling).
     job_id: given by the scheduler when it accepts the job ("" before).
     demand_overrides, cpu_profile_exclusivity: scheduling hints of the simulator and tests
         (stage kind -> StageDemand fields; "host" | "cores" | None for the scheduler's default).
@@ -85,6 +91,10 @@ class JobSpec:
     min_task_share: float = field(default=0.0, metadata={
         "flag": "Leave untuned the tasks under this share (0..1) of the model's FLOPs, "
                 "weight x FLOPs each (0: tune every task)."})
+    sampling: str = field(default="all", metadata={
+        "flag": "Which proposed candidates a round measures: all (the batch) or chameleon (one "
+                "per cluster of their features, at most the batch; Ahn et al. 2020).",
+        "choices": SAMPLINGS})
     job_id: str = ""
     demand_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     cpu_profile_exclusivity: str | None = None
@@ -107,6 +117,9 @@ class JobSpec:
         if not (_number(self.min_task_share) and 0 <= self.min_task_share < 1):
             raise SpecError(f"min task share must be at least 0 and under 1, got "
                             f"{self.min_task_share}")
+        if self.sampling not in SAMPLINGS:
+            raise SpecError(f"sampling must be one of {', '.join(SAMPLINGS)}, got "
+                            f"{self.sampling!r}")
         if self.cpu_profile_exclusivity not in (None, *CPU_PROFILE_MODES):
             raise SpecError(f"cpu profile exclusivity must be one of "
                             f"{', '.join(CPU_PROFILE_MODES)}, got {self.cpu_profile_exclusivity!r}")

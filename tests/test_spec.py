@@ -21,7 +21,7 @@ from simpletvm.spec import JobSpec, SpecError
 FULL = JobSpec(model="zoo:mlp", target={"kind": "llvm", "num-cores": 2}, trials=64,
                batch_size=16, name="full", seed=3, priority=-7, user="alice",
                latency_goal_us=120.5, input_shapes={"x": [4, 64]}, replay="/runs/earlier",
-               verify_top=0, verify_passes=3, min_task_share=0.05)
+               verify_top=0, verify_passes=3, min_task_share=0.05, sampling="chameleon")
 
 
 def test_a_spec_is_frozen_and_names_itself_after_its_model() -> None:
@@ -49,6 +49,7 @@ def test_a_spec_is_frozen_and_names_itself_after_its_model() -> None:
     ({"min_task_share": 1.0}, "min task share must be at least 0 and under 1"),
     ({"replay": "relative"}, "absolute path"),
     ({"cpu_profile_exclusivity": "rack"}, "cpu profile exclusivity"),
+    ({"sampling": "greedy"}, "sampling must be one of all, chameleon, got 'greedy'"),
 ])
 def test_every_rule_is_one_line_that_says_what_to_do(fields, needle) -> None:
     with pytest.raises(SpecError) as err:
@@ -72,8 +73,8 @@ def test_unset_wire_fields_take_the_spec_defaults() -> None:
     spec = jobspec.from_pb(pb.JobSpec(model="zoo:mlp", trials=8, target_json="cpu"))
     defaults = JobSpec()
     assert (spec.batch_size, spec.verify_top, spec.verify_passes, spec.latency_goal_us,
-            spec.min_task_share) == (defaults.batch_size, defaults.verify_top,
-                                     defaults.verify_passes, None, 0.0)
+            spec.min_task_share, spec.sampling) == (defaults.batch_size, defaults.verify_top,
+                                                    defaults.verify_passes, None, 0.0, "all")
     assert spec.target == {"kind": "llvm"}  # "cpu": resolved by the runner that takes it
     off = jobspec.from_pb(pb.JobSpec(model="zoo:mlp", trials=8, verify_top=0))
     assert off.verify_top == 0  # an optional field set to 0 is not "unset"
@@ -82,7 +83,8 @@ def test_unset_wire_fields_take_the_spec_defaults() -> None:
 def test_every_flagged_field_is_a_submit_option() -> None:
     flagged = {f.name for f in dataclasses.fields(JobSpec) if "flag" in f.metadata}
     options = {p.name for p in submit.params}
-    assert {"min_task_share", "verify_top", "seed", "latency_goal_us"} <= flagged <= options
+    assert {"min_task_share", "verify_top", "seed", "latency_goal_us",
+            "sampling"} <= flagged <= options
 
 
 def test_a_field_added_to_the_spec_reaches_the_daemon_from_the_cli(tmp_path: Path) -> None:
@@ -93,15 +95,20 @@ def test_a_field_added_to_the_spec_reaches_the_daemon_from_the_cli(tmp_path: Pat
         result = CliRunner().invoke(cli, [
             "submit", "zoo:mlp", "--scheduler", service.address, "--trials", "8",
             "--target", '{"kind": "llvm", "num-cores": 2}', "--min-task-share", "0.25",
-            "--seed", "11"], catch_exceptions=False)
+            "--seed", "11", "--sampling", "chameleon"], catch_exceptions=False)
         assert result.exit_code == 0, result.output
         job_id = result.output.strip().splitlines()[-1]
         spec = service.daemon.get(job_id).spec
-        assert (spec.min_task_share, spec.seed, spec.trials) == (0.25, 11, 8)
+        assert (spec.min_task_share, spec.seed, spec.trials, spec.sampling) == (
+            0.25, 11, 8, "chameleon")
         bad = CliRunner().invoke(cli, ["submit", "zoo:mlp", "--scheduler", service.address,
                                         "--trials", "8", "--min-task-share", "2"])
         assert bad.exit_code == 1
         assert bad.output.strip() == ("error: min task share must be at least 0 and under 1, "
                                       "got 2.0")
+        unknown = CliRunner().invoke(cli, ["submit", "zoo:mlp", "--scheduler", service.address,
+                                            "--trials", "8", "--sampling", "greedy"])
+        assert unknown.exit_code == 2 and "'greedy' is not one of 'all', 'chameleon'" in \
+            unknown.output
     finally:
         service.stop()

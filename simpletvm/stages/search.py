@@ -9,6 +9,11 @@ when fewer than half a batch are new is it told about them and asked again. (Ask
 batch alone, a conv task with 95 measurements took two 25-s searches per round for one new
 candidate: docs/design.md.)
 
+With `sampling` "chameleon" (simpletvm.sampling) the search is asked for POOL batches more, its
+distinct proposals (measured or not, at most POOL batches of new ones) are clustered by their
+cost-model features, and one new candidate per cluster is kept: at most the batch, fewer when
+the proposals bunch up. The plan records how many were proposed and clustered.
+
 A job with `replay` set (an evaluation device) still searches, then measures the candidates the
 job at that directory measured in the same round instead, so two ways of running one job can be
 compared without search luck.
@@ -21,10 +26,13 @@ A job's first search first takes in what earlier jobs measured (simpletvm.warmst
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
-from simpletvm import allocation, context, goalcheck, verification, warmstart
+import numpy as np
+
+from simpletvm import allocation, context, goalcheck, sampling, verification, warmstart
 from simpletvm.candidates import shash, to_entry
 from simpletvm.errors import JobDirError
 from simpletvm.jobdir import JobDir, Progress, TaskInfo, read_json, write_json
@@ -33,6 +41,8 @@ from simpletvm.stages.base import StageContext
 
 MAX_ATTEMPTS = 4
 MAX_ASK = 512  # candidates one search is asked for at most (TVM's population size)
+POOL = 4  # chameleon sampling: batches of new candidates clustered for one batch
+SAMPLING_KEYS = ("proposed", "new", "clusters", "sampling_s")  # what chameleon sampling adds
 
 
 def next_task(progress: Progress, spec: JobSpec, infos: list[TaskInfo],
@@ -51,9 +61,11 @@ def _measured(path: Any) -> set[str]:
 
 
 def _propose(ctx: StageContext, spec: JobSpec, index: int,
-             batch: int) -> tuple[list[dict[str, Any]], int]:
-    """Up to `batch` new candidates of task `index`, and how many times the evolutionary search
-    ran for them (it runs again while most of what it proposes was measured already)."""
+             batch: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Up to `batch` new candidates of task `index`, and what it took: "attempts", how many
+    times the evolutionary search ran for them (it runs again while most of what it proposes
+    was measured already); with chameleon sampling also "proposed", "new", "clusters" and
+    "sampling_s" (the seconds features and clustering took)."""
     import tvm
     from tvm.s_tir.meta_schedule.runner import RunnerResult
 
@@ -62,14 +74,16 @@ def _propose(ctx: StageContext, spec: JobSpec, index: int,
     task_dir = job.task_dir(info)
     workload = tvm.ir.load_json((task_dir / "task.json").read_text())
     model = context.cost_model(job.cost_model_path, ctx.threads)
-    tctx = context.tune_context(workload, spec.target, info.name,
-                                seed=spec.seed * 100_003 + ctx.round + 1, num_threads=ctx.threads,
-                                evolve=context.predicts(model))
+    seed = spec.seed * 100_003 + ctx.round + 1
+    tctx = context.tune_context(workload, spec.target, info.name, seed=seed,
+                                num_threads=ctx.threads, evolve=context.predicts(model))
     seen = _measured(task_dir / "measured.txt")
+    chameleon = spec.sampling == "chameleon"
     # a fresh search does not know what earlier rounds measured (TVM's loop keeps that in the
     # search's state), and its best picks are mostly those: ask for as many more as were
     # measured, so that one search yields a batch of new ones (see the module's docstring)
-    tctx.pre_tuning(max_trials=1 << 30, num_trials_per_iter=min(batch + len(seen), MAX_ASK),
+    ask = (POOL if chameleon else 1) * batch + len(seen)
+    tctx.pre_tuning(max_trials=1 << 30, num_trials_per_iter=min(ask, MAX_ASK),
                     design_spaces=tctx.generate_design_space(),
                     database=context.database(task_dir), cost_model=model)
 
@@ -79,10 +93,69 @@ def _propose(ctx: StageContext, spec: JobSpec, index: int,
     def mark_measured(proposed: list[Any]) -> None:  # so the next call proposes others
         tctx.notify_runner_results(proposed, [RunnerResult([1.0], None)] * len(proposed))
 
-    out, attempts = fresh_candidates(propose, mark_measured, to_entry, seen, batch,
-                                     hash_of=lambda cand: shash(cand.sch.mod))
+    def hash_of(cand: Any) -> str:
+        return shash(cand.sch.mod)
+
+    if chameleon:
+        pool, new, attempts = candidate_pool(propose, mark_measured, hash_of, seen,
+                                             max(1, batch // 2), POOL * batch)
+        started = time.perf_counter()
+        features = model.extractor.extract_from(tctx, pool) if any(new) else []
+        chosen, clusters = _clustered(features, new, batch, seed)
+        out = [to_entry(pool[i]) for i in chosen]
+        stats = {"attempts": attempts, "proposed": len(pool), "new": sum(new),
+                 "clusters": clusters, "sampling_s": round(time.perf_counter() - started, 3)}
+    else:
+        out, attempts = fresh_candidates(propose, mark_measured, to_entry, seen, batch,
+                                         hash_of=hash_of)
+        stats = {"attempts": attempts}
     tctx.post_tuning()
-    return out, attempts
+    return out, stats
+
+
+def _clustered(features: list[Any], new: list[bool], batch: int,
+               seed: int) -> tuple[list[int], int]:
+    """The pool's indices to measure (one new candidate per cluster of `features`, TVM tensors
+    of per-store features) and the number of clusters; a candidate whose features are not
+    finite is never picked."""
+    if not features:
+        return [], 0
+    rows = sampling.vectors([x.numpy() for x in features])
+    finite = np.isfinite(rows).all(axis=1)
+    rows[~finite] = 0.0
+    groups = sampling.clusters(rows, batch, seed)
+    return sampling.representatives(groups, list(np.asarray(new) & finite)), len(groups)
+
+
+def candidate_pool(propose: Callable[[], list[Any]], mark_measured: Callable[[list[Any]], None],
+                   hash_of: Callable[[Any], str], seen: set[str], enough: int, limit: int,
+                   ) -> tuple[list[Any], list[bool], int]:
+    """What chameleon sampling clusters: the distinct candidates `propose` gives and whether
+    each is new (its hash not in `seen`), asking again (after `mark_measured`) while fewer than
+    `enough` are new, at most MAX_ATTEMPTS times; new ones past the first `limit` are left out.
+    Measured ones stay in: they show where the search's proposals bunch (sampling's docstring).
+    And how many times it asked."""
+    pool: list[Any] = []
+    new: list[bool] = []
+    keys: set[str] = set()
+    attempts = fresh_ones = 0
+    for attempts in range(1, MAX_ATTEMPTS + 1):  # noqa: B007  (the count is returned)
+        proposed = propose()
+        if not proposed:
+            break
+        for cand in proposed:
+            key = hash_of(cand)
+            fresh = key not in seen
+            if key in keys or (fresh and fresh_ones >= limit):
+                continue
+            keys.add(key)
+            pool.append(cand)
+            new.append(fresh)
+            fresh_ones += fresh
+        if fresh_ones >= enough:
+            break
+        mark_measured(proposed)
+    return pool, new, attempts
 
 
 def fresh_candidates(propose: Callable[[], list[Any]], mark_measured: Callable[[list[Any]], None],
@@ -151,6 +224,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
             "verified_tasks": verification.verified_tasks(plan),
             "done": plan["task"] is None and not verify and not goal,
             "trials_total": progress.trials, "attempts": plan.get("attempts", 0),
+            **{k: plan[k] for k in SAMPLING_KEYS if k in plan},
             "estimated_latency_us": progress.estimated_latency_us(infos),
             **warmstart.reused(progress)}
 
@@ -159,12 +233,13 @@ def _search(ctx: StageContext, spec: JobSpec, progress: Progress) -> dict[str, A
     exhausted: list[int] = []
     infos = ctx.job.tasks()
     choice, found, attempts = next_task(progress, spec, infos), [], 0
+    stats: dict[str, Any] = {}
     while choice is not None:
-        found, tries = _propose(ctx, spec, *choice)
-        attempts += tries
+        found, stats = _propose(ctx, spec, *choice)
+        attempts += stats["attempts"]
         if found:
             break
         exhausted.append(choice[0])
         choice = next_task(progress, spec, infos, frozenset(exhausted))
     return {"task": choice[0] if choice else None, "candidates": found,
-            "exhausted_tasks": exhausted, "attempts": attempts}
+            "exhausted_tasks": exhausted, **stats, "attempts": attempts}

@@ -281,6 +281,24 @@ def test_tasks_under_the_min_task_share_are_left_untuned(tmp_path, executor) -> 
 
 
 
+def test_chameleon_sampling_measures_one_new_candidate_per_cluster(tmp_path, executor) -> None:
+    """The search proposes four batches, clusters them by their per-store features and keeps
+    at most a batch of new ones, one per cluster; the plan says how many it weighed."""
+    job = create_job(tmp_path / "job", _spec(model="zoo:matmul", input_shapes=None, trials=16,
+                                              batch_size=8, sampling="chameleon"))
+    for stage in ("extract", "search", "build"):
+        outcome = executor.run(StageRequest(stage, str(job.root), 0, cores=CORES))
+        assert outcome.ok, outcome.traceback
+        if stage == "search":
+            search = outcome.result
+    plan = read_json(job.round_dir(0) / "candidates.json")
+    hashes = [c["hash"] for c in plan["candidates"]]
+    assert 1 <= search["candidates"] == len(hashes) == len(set(hashes)) <= 8, search
+    assert search["proposed"] >= search["new"] >= len(hashes) <= search["clusters"], search
+    assert plan["clusters"] == search["clusters"] and search["sampling_s"] >= 0
+    assert outcome.result["built"] == len(hashes)  # each entry replays onto the workload
+
+
 CUDA_TARGET = {"kind": "cuda", "arch": "sm_80", "max_threads_per_block": 1024,
                "max_shared_memory_per_block": 49152, "thread_warp_size": 32,
                "host": {"kind": "llvm"}}
