@@ -167,21 +167,9 @@ def fresh_candidates(propose: Callable[[], list[Any]], mark_measured: Callable[[
     new; and how many times it asked. At most MAX_ATTEMPTS asks: an empty list means the search
     has nothing new. `hash_of` (default: the entry's) spares making entries of the rest."""
     hash_of = hash_of or (lambda cand: entry_of(cand)["hash"])
-    out: list[dict[str, Any]] = []
-    attempts = 0
-    for attempts in range(1, MAX_ATTEMPTS + 1):  # noqa: B007  (the count is returned)
-        proposed = propose()
-        if not proposed:
-            break
-        for cand in proposed:
-            key = hash_of(cand)
-            if key not in seen and len(out) < batch:
-                out.append(entry_of(cand))
-            seen.add(key)
-        if len(out) >= max(1, batch // 2):  # a batch of one still asks again
-            break
-        mark_measured(proposed)
-    return out, attempts
+    pool, new, attempts = candidate_pool(propose, mark_measured, hash_of, seen,
+                                         max(1, batch // 2), batch)  # a batch of one asks again
+    return [entry_of(cand) for cand, fresh in zip(pool, new, strict=True) if fresh], attempts
 
 
 def replayed(source: str, round_: int) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import pytest
 
 from simpletvm import sampling
 from simpletvm.stages.search import MAX_ATTEMPTS, _clustered, candidate_pool
+from tests.simpletvm.test_units import _Search
 
 
 def _blobs(count: int, size: int = 9, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -122,19 +123,6 @@ def test_the_stage_picks_new_finite_candidates_one_per_cluster() -> None:
     chosen, clusters = _clustered(features, new, batch=2, seed=0)
     assert clusters == 2 and chosen[0] in (1, 2) and chosen[1] in (3, 5) and len(chosen) == 2
     assert _clustered([], [], batch=4, seed=0) == ([], 0)
-
-
-class _Search:
-    """Hands out its proposals in order; records what it was told was measured."""
-
-    def __init__(self, *proposals: list[str]) -> None:
-        self.proposals, self.marked = list(proposals), []
-
-    def propose(self) -> list[str]:
-        return self.proposals.pop(0) if self.proposals else []
-
-    def mark(self, proposed: list[str]) -> None:
-        self.marked.append(proposed)
 
 
 def test_the_pool_keeps_measured_proposals_and_at_most_limit_new_ones() -> None:
