@@ -78,8 +78,9 @@ def _check_host_port(value: str, flag: str) -> None:
 @click.option("--records-keep", type=click.IntRange(1, 4096), default=DAEMON["records_keep"],
               show_default=True, help="Records kept per workload and target key (the best).")
 @click.option("--http", default="", metavar="HOST:PORT",
-              help="Serve Prometheus metrics at http://HOST:PORT/metrics (https with "
-              "--tls-cert); off unless given.")
+              help="Serve the web dashboard at http://HOST:PORT/, its JSON API under /api "
+              "and Prometheus metrics at /metrics (https with --tls-cert; user tokens with "
+              "--users-file); off unless given.")
 def scheduler(listen: str, state_path: str, policy: str, lease_ttl: float,
               runner_timeout: float, cpu_profile: str, jobs_per_host: int | None,
               max_foreign_load: float, pause_for_profile: bool, tls_cert: str | None,
