@@ -96,9 +96,10 @@ class DaemonMetrics:
         if self._held:
             self.foreign_wait.inc(self._held * max(0.0, now - self._held_since))
         self._held_since = now
-        policy = core.policy
-        self._held = sum(policy.held_by_foreign_load(core, host)
-                         for host in core.hosts.values() if host.ready)
+        policy, threshold = core.policy, core.config.foreign_load_threshold
+        # every event passes here: only a host over the threshold can hold a profile back
+        self._held = sum(policy.held_by_foreign_load(core, host) for host in core.hosts.values()
+                         if host.foreign_load > threshold and host.ready)
 
     def observe(self, daemon: Daemon, commands: list[Any], leases: list[str], now: float,
                 commit_s: float) -> None:
