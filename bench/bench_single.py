@@ -1,7 +1,7 @@
 """One job alone: tunesched (a one-job service) against TVM's own loop, same model, target,
 budget, batch and seed; then the models both produced, timed side by side.
 
-    python bench/bench_single.py              # 3 models x budgets 64 and 256 (about 50 min)
+    python bench/bench_single.py              # 3 models x budgets 64 and 256 x 3 ways (75 min)
     python bench/bench_single.py --quick      # 2 models, budget 64 (about 8 min)
     python bench/bench_single.py --models conv,resnet,mlp3 --out bench/results/single-set2
                                               # the second job set
@@ -16,10 +16,16 @@ convolution 32 -> 48 channels on 28x28; `resnet`, the zoo's resnet_tiny on a 64x
 Ways: `tvm` runs `SimpleTVM.tune` (TVM's `tune_tasks`, gradient task scheduler) in a fresh
 process, then compiles: its wall is the process's, start to exit. `tunesched` submits the job
 (`fresh`: nothing from earlier jobs) to an embedded daemon with one runner on this host: its wall
-is submit to done, final benchmark included. The two alternate, model by model.
+is submit to done, final benchmark included. `chameleon` is the same job with
+`sampling="chameleon"` (simpletvm.sampling: one candidate measured per cluster of the search's
+proposals). The ways rotate which goes first, model by model (`--ways` picks some).
 
 Device time: `kernel s` is what each way's records say the kernels ran (samples x mean time,
-the same formula for both); `profile s` is tunesched's profile leases (the device held).
+the same formula for both); `device s` is what held the device: tunesched's profile leases
+(verification and the final benchmark included) and, for TVM's loop, from each batch handed to
+its LocalRunner to that batch's last result (timed in its process). The search-effort table
+gives the trials and device seconds each tunesched way took to reach, by its own search
+timings, what TVM's records estimate at the largest budget.
 
 Final latency: every model built with each way's records, the untuned build and ONNX Runtime
 (as many threads as cores) timed in alternating turns (simpletvm.turns); the noise control is
@@ -53,6 +59,7 @@ from simpletvm.spec import JobSpec
 from simpletvm.turns import in_turns
 
 RESULTS = Path(__file__).parent / "results"
+WAYS = ["tvm", "tunesched", "chameleon"]
 CORES = sorted(os.sched_getaffinity(0))
 BATCH = 32
 SEED = 0
@@ -104,7 +111,7 @@ class Tuned:
     records: Path  # a records tree SimpleTVM.use_records takes
     trials_per_task: dict[str, int]
     kernel_s: float
-    profile_s: float | None = None
+    device_s: float  # tunesched: its profile leases; TVM's loop: run to last result per batch
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -114,36 +121,60 @@ class Tuned:
 
 # ---------------------------------------------------------------------- the two ways
 TVM_CHILD = """
-import json, sys
+import json, sys, time
+from pathlib import Path
+from tvm.s_tir.meta_schedule.runner import local_runner as lr
 from simpletvm import SimpleTVM
-onnx_path, target, trials, work, batch, seed = sys.argv[1:]
+onnx_path, target, trials, work, batch, seed, spans_out = sys.argv[1:]
+spans = []  # per batch sent to the runner: [run called, last result returned]
+run, result = lr.LocalRunner._cls.run, lr.LocalRunnerFuture._cls.result
+def timed_run(self, inputs):
+    spans.append([time.perf_counter()] * 2)
+    return run(self, inputs)
+def timed_result(self):
+    out = result(self)
+    spans[-1][1] = time.perf_counter()
+    return out
+lr.LocalRunner._cls.run, lr.LocalRunnerFuture._cls.result = timed_run, timed_result
 m = SimpleTVM.from_onnx(onnx_path).target(json.loads(target))
 m.tune(int(trials), work, batch_size=int(batch), seed=int(seed)).compile()
+Path(spans_out).write_text(json.dumps(spans))
 """
 
 
 def run_tvm(model: str, onnx_path: Path, budget: int, work: Path) -> Tuned:
+    spans_path = work.with_suffix(".spans.json")
+    work.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", TVM_CHILD, str(onnx_path), json.dumps(TARGET),
-                    str(budget), str(work), str(BATCH), str(SEED)], check=True,
-                   stdout=subprocess.DEVNULL)
+                    str(budget), str(work), str(BATCH), str(SEED), str(spans_path)],
+                   check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - started
-    per_task, kernel_s = _tvm_records(onnx_path, work)
-    return Tuned("tvm", model, budget, wall, work, per_task, kernel_s)
+    per_task, kernel_s, best_us = _tvm_records(onnx_path, work)
+    runner_s = sum(end - start for start, end in json.loads(spans_path.read_text()))
+    return Tuned("tvm", model, budget, wall, work, per_task, kernel_s, runner_s,
+                 {"best_us": best_us})
 
 
-def _tvm_records(onnx_path: Path, work: Path) -> tuple[dict[str, int], float]:
-    """Trials per task and kernel seconds from the JSON database `tune_tasks` wrote."""
+def _tvm_records(onnx_path: Path, work: Path) -> tuple[dict[str, int], float,
+                                                      dict[str, float]]:
+    """Trials per task, kernel seconds and each task's best search time (us, the median of
+    its record's samples, as tunesched's progress keeps it) from the JSON database
+    `tune_tasks` wrote."""
     from tvm.s_tir import meta_schedule as ms
 
     db = ms.database.JSONDatabase(work_dir=str(work), module_equality="structural")
-    per_task, kernel_s = {}, 0.0
+    per_task, kernel_s, best_us = {}, 0.0, {}
     for task in SimpleTVM.from_onnx(onnx_path).target(TARGET).tasks:
         records = db.get_top_k(db.commit_workload(task.mod), 1 << 30) \
             if db.has_workload(task.mod) else []
         per_task[task.name] = len(records)
-        kernel_s += sum(_kernel_s([float(s) for s in r.run_secs]) for r in records)
-    return per_task, kernel_s
+        samples = [[float(s) for s in r.run_secs] for r in records]
+        kernel_s += sum(_kernel_s(run_secs) for run_secs in samples)
+        medians = [statistics.median(x) * 1e6 for x in samples if x and max(x) < 1e9]
+        if medians:
+            best_us[task.name] = min(medians)
+    return per_task, kernel_s, best_us
 
 
 def _kernel_s(run_secs: list[float]) -> float:
@@ -152,9 +183,11 @@ def _kernel_s(run_secs: list[float]) -> float:
 
 
 def run_tunesched(cluster: LocalCluster, model: str, data: bytes, budget: int,
-                  out: Path) -> Tuned:
+                  out: Path, way: str = "tunesched") -> Tuned:
+    """One job through the daemon; way "chameleon" samples with simpletvm.sampling."""
     spec = JobSpec(model=f"{model}.onnx", target=TARGET, trials=budget, batch_size=BATCH,
-                   seed=SEED, fresh=True, name=f"{model}-{budget}")
+                   seed=SEED, fresh=True, name=f"{model}-{budget}-{way}",
+                   sampling="chameleon" if way == "chameleon" else "all")
     job = cluster.client.submit(spec, data).job_id
     info = wait_for(lambda: (lambda i: i if i.state in TERMINAL_JOB_STATES else None)(
         cluster.client.get(job)), 7200, f"{model} to end", interval=0.5)
@@ -171,10 +204,32 @@ def run_tunesched(cluster: LocalCluster, model: str, data: bytes, budget: int,
                    for f in (out / "records").glob("*/database_tuning_record.json")
                    for line in f.read_text().splitlines() if line.strip())
     kept_default = [t["name"] for t in report["tasks"] if t.get("kept_default")]
-    return Tuned("tunesched", model, budget, info.finished_at - info.submitted_at,
+    profiles = sorted((float(x["granted_at"]), float(x["ended_at"])) for x in leases
+                      if x["stage"] == "profile")
+    return Tuned(way, model, budget, info.finished_at - info.submitted_at,
                  out / "records", {t["name"]: t["trials"] for t in report["tasks"]}, kernel_s,
                  spent.get("profile", 0.0),
-                 {"stages": spent, "rounds": report["rounds"], "kept_default": kept_default})
+                 {"stages": spent, "rounds": report["rounds"], "kept_default": kept_default,
+                  "curve": report["curve"], "tasks": report["tasks"], "profiles": profiles})
+
+
+def reached(run: Tuned, tvm_best_us: dict[str, float]) -> tuple[int, float] | None:
+    """Trials and profile seconds until `run`'s search first estimated its model at or below
+    TVM's records' estimate, one formula for both: the sum of weight x best search time over
+    the tasks `run` tuned (a task it left untuned counts as nothing in either). Search rounds
+    only (verification re-times, TVM's loop does not). None when it never got there."""
+    tasks = [t for t in run.extra["tasks"] if t["trials"]]
+    if any(t["name"] not in tvm_best_us for t in tasks):
+        return None
+    target = sum(t["weight"] * tvm_best_us[t["name"]] for t in tasks)
+    for point in run.extra["curve"]:
+        estimate = point.get("estimated_latency_us")
+        if point.get("verify") or estimate is None or estimate > target:
+            continue
+        device_s = sum(min(end, point["time"]) - start
+                       for start, end in run.extra["profiles"] if start < point["time"])
+        return int(point["trials"]), device_s
+    return None
 
 
 # ---------------------------------------------------------------------- timing
@@ -231,7 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default=None, help="comma-separated subset of "
                         + ",".join(MODELS))
     parser.add_argument("--budgets", default=None, help="comma-separated (default 64,256)")
+    parser.add_argument("--ways", default=",".join(WAYS),
+                        help=f"comma-separated subset of {','.join(WAYS)} (tvm is required)")
     args = parser.parse_args(argv)
+    args.ways = args.ways.split(",")
+    if "tvm" not in args.ways or not set(args.ways) <= set(WAYS):
+        parser.error(f"--ways must name tvm and any of {', '.join(WAYS[1:])}")
     models = args.models.split(",") if args.models else (
         ["odd", "dense"] if args.quick else list(MODELS))
     budgets = [int(b) for b in args.budgets.split(",")] if args.budgets else (
@@ -249,15 +309,14 @@ def main(argv: list[str] | None = None) -> int:
                 onnx_path = root / f"{model}.onnx"
                 onnx_path.write_bytes(data)
                 for b_index, budget in enumerate(budgets):
-                    ways = ["tvm", "tunesched"]
-                    if (m_index + b_index) % 2:
-                        ways.reverse()  # alternate which way runs first
+                    turn = (m_index + b_index) % len(args.ways)
+                    ways = args.ways[turn:] + args.ways[:turn]  # rotate which way goes first
                     runs = []
                     for way in ways:
                         print(f"{model} {budget}: {way}", file=sys.stderr, flush=True)
                         runs.append(run_tvm(model, onnx_path, budget, root / "tvm" / f"{model}-"
                                             f"{budget}") if way == "tvm" else run_tunesched(
-                            cluster, model, data, budget, root / "ts" / f"{model}-{budget}"))
+                            cluster, model, data, budget, root / way / f"{model}-{budget}", way))
                         print(f"  {runs[-1].wall_s:.0f} s, trials {runs[-1].trials_per_task}",
                               file=sys.stderr, flush=True)
                     timed = time_all(onnx_path, runs, args.turns)
@@ -277,43 +336,69 @@ def _write(rows: list[dict[str, Any]], args: argparse.Namespace, wall: float) ->
     command = "python bench/bench_single.py" + (" --quick" if args.quick else "") + "".join(
         f" --{flag} {value}" for flag, value in (("models", args.models),
                                                  ("budgets", args.budgets)) if value)
+    if args.ways != WAYS:
+        command += " --ways " + ",".join(args.ways)
     lines = [f"`{command}` ({wall / 60:.0f} min on {len(CORES)} cores, "
              f"{time.strftime('%Y-%m-%d')}); target {json.dumps(TARGET)}, batch {BATCH}, "
              f"seed {SEED}", "",
-             "| model | budget | wall tunesched / TVM | latency tunesched / TVM | "
-             "tunesched / untuned | TVM / untuned | tunesched / ORT | noise (TVM twice) | "
-             "kernel s ts / TVM | profile s ts | rounds | trials per task ts / TVM | "
-             "default kept |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    by_budget: dict[int, dict[str, list[float]]] = {}
+             "| model | budget | way | wall way / TVM | latency way / TVM | way / untuned | "
+             "TVM / untuned | way / ORT | noise (TVM twice) | kernel s way / TVM | "
+             "device s way / TVM | rounds | trials per task way / TVM | default kept |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    ratios: dict[tuple[int, str], dict[str, list[float]]] = {}
     for row in rows:
-        ts, tv = (next(r for r in row["runs"] if r.way == w) for w in ("tunesched", "tvm"))
-        t = row["timed"]
+        runs = {r.way: r for r in row["runs"]}
+        tv, t = runs["tvm"], row["timed"]
         noise = abs(t["tvm again"] / t["tvm"] - 1)
-        ratios = by_budget.setdefault(row["budget"], {"wall": [], "lat": [], "untuned": []})
-        ratios["wall"].append(ts.wall_s / tv.wall_s)
-        ratios["lat"].append(t["tunesched"] / t["tvm"])
-        ratios["untuned"].append(t["tunesched"] / t["untuned"])
-        per_task = " ".join(f"{ts.trials_per_task.get(n, 0)}/{tv.trials_per_task.get(n, 0)}"
-                            for n in tv.trials_per_task)
-        lines.append(
-            f"| {row['model']} | {row['budget']} | {ts.wall_s:.0f}/{tv.wall_s:.0f} s = "
-            f"{ts.wall_s / tv.wall_s:.2f} | {t['tunesched']:.1f}/{t['tvm']:.1f} us = "
-            f"{t['tunesched'] / t['tvm']:.3f} | {t['tunesched'] / t['untuned']:.3f} | "
-            f"{t['tvm'] / t['untuned']:.3f} | {t['tunesched'] / t['onnxruntime']:.2f} | "
-            f"{100 * noise:.1f}% | {ts.kernel_s:.2f}/{tv.kernel_s:.2f} | {ts.profile_s:.0f} | "
-            f"{ts.extra['rounds']} | {per_task} | {', '.join(ts.extra['kept_default']) or '-'} |")
+        for way in args.ways[1:]:
+            ts = runs[way]
+            r = ratios.setdefault((row["budget"], way), {k: [] for k in
+                                                         ("wall", "lat", "untuned", "ort")})
+            for key, value in (("wall", ts.wall_s / tv.wall_s), ("lat", t[way] / t["tvm"]),
+                               ("untuned", t[way] / t["untuned"]),
+                               ("ort", t[way] / t["onnxruntime"])):
+                r[key].append(value)
+            per_task = " ".join(f"{ts.trials_per_task.get(n, 0)}/{tv.trials_per_task.get(n, 0)}"
+                                for n in tv.trials_per_task)
+            lines.append(
+                f"| {row['model']} | {row['budget']} | {way} | {ts.wall_s:.0f}/{tv.wall_s:.0f} s"
+                f" = {ts.wall_s / tv.wall_s:.2f} | {t[way]:.1f}/{t['tvm']:.1f} us = "
+                f"{t[way] / t['tvm']:.3f} | {t[way] / t['untuned']:.3f} | "
+                f"{t['tvm'] / t['untuned']:.3f} | {t[way] / t['onnxruntime']:.2f} | "
+                f"{100 * noise:.1f}% | {ts.kernel_s:.2f}/{tv.kernel_s:.2f} | "
+                f"{ts.device_s:.0f}/{tv.device_s:.0f} | {ts.extra['rounds']} | {per_task} | "
+                f"{', '.join(ts.extra['kept_default']) or '-'} |")
     lines += ["", "Geomean over the models:", "",
-              "| budget | wall tunesched / TVM | latency tunesched / TVM | "
-              "tunesched / untuned |", "|---|---|---|---|"]
-    for budget, ratios in sorted(by_budget.items()):
-        lines.append(f"| {budget} | {_geomean(ratios['wall']):.3f} | "
-                     f"{_geomean(ratios['lat']):.3f} | {_geomean(ratios['untuned']):.3f} |")
+              "| budget | way | wall way / TVM | latency way / TVM | way / untuned | way / ORT |",
+              "|---|---|---|---|---|---|"]
+    for (budget, way), r in sorted(ratios.items()):
+        lines.append(f"| {budget} | {way} | {_geomean(r['wall']):.3f} | "
+                     f"{_geomean(r['lat']):.3f} | {_geomean(r['untuned']):.3f} | "
+                     f"{_geomean(r['ort']):.2f} |")
+    top = max(r["budget"] for r in rows)
+    lines += ["", f"Search effort to reach TVM's {top}-trial estimate (sum of weight x best search"
+              " time over the tasks the way tuned; TVM's from its records; `never`: not within "
+              "the way's budget):", "",
+              "| model | TVM: trials / runner s | " + " | ".join(
+                  f"{w}: trials / profile s" for w in args.ways[1:]) + " |",
+              "|---|---|" + "---|" * (len(args.ways) - 1)]
+    for row in (r for r in rows if r["budget"] == top):
+        runs = {r.way: r for r in row["runs"]}
+        cells = []
+        for way in args.ways[1:]:
+            tuned = {t["name"] for t in runs[way].extra["tasks"] if t["trials"]}
+            got = reached(runs[way], runs["tvm"].extra["best_us"])
+            cells.append("n/a (TVM left a task untuned)"
+                         if not tuned <= set(runs["tvm"].extra["best_us"])
+                         else f"{got[0]} / {got[1]:.0f}" if got else "never")
+        lines.append(f"| {row['model']} | {runs['tvm'].budget} / {runs['tvm'].device_s:.0f} | "
+                     + " | ".join(cells) + " |")
     lines += ["", "Stage seconds of each tunesched job (summed leases):", ""]
     for row in rows:
-        ts = next(r for r in row["runs"] if r.way == "tunesched")
-        lines.append(f"- {row['model']}/{row['budget']}: " + ", ".join(
-            f"{k} {v:.1f}" for k, v in sorted(ts.extra["stages"].items())))
+        for way in args.ways[1:]:
+            ts = next(r for r in row["runs"] if r.way == way)
+            lines.append(f"- {row['model']}/{row['budget']} {way}: " + ", ".join(
+                f"{k} {v:.1f}" for k, v in sorted(ts.extra["stages"].items())))
     lines.append("")
     text = "\n".join(lines)
     print(text)
