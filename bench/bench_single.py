@@ -22,10 +22,10 @@ proposals). The ways rotate which goes first, model by model (`--ways` picks som
 
 Device time: `kernel s` is what each way's records say the kernels ran (samples x mean time,
 the same formula for both); `device s` is what held the device: tunesched's profile leases
-(verification and the final benchmark included) and, for TVM's loop, from each batch handed to
-its LocalRunner to that batch's last result (timed in its process). The search-effort table
-gives the trials and device seconds each tunesched way took to reach, by its own search
-timings, what TVM's records estimate at the largest budget.
+(verification and the final benchmark included) and, for TVM's loop, its LocalRunner's `run`
+calls (timed in its process: `run` times every candidate of a batch before it returns). The
+search-effort table gives the trials and device seconds each tunesched way took to reach, by
+its own search timings, what TVM's records estimate at the largest budget.
 
 Final latency: every model built with each way's records, the untuned build and ONNX Runtime
 (as many threads as cores) timed in alternating turns (simpletvm.turns); the noise control is
@@ -126,16 +126,15 @@ from pathlib import Path
 from tvm.s_tir.meta_schedule.runner import local_runner as lr
 from simpletvm import SimpleTVM
 onnx_path, target, trials, work, batch, seed, spans_out = sys.argv[1:]
-spans = []  # per batch sent to the runner: [run called, last result returned]
-run, result = lr.LocalRunner._cls.run, lr.LocalRunnerFuture._cls.result
+spans = []  # LocalRunner.run times every candidate before it returns: its calls' spans
+run = lr.LocalRunner._cls.run
 def timed_run(self, inputs):
-    spans.append([time.perf_counter()] * 2)
-    return run(self, inputs)
-def timed_result(self):
-    out = result(self)
-    spans[-1][1] = time.perf_counter()
-    return out
-lr.LocalRunner._cls.run, lr.LocalRunnerFuture._cls.result = timed_run, timed_result
+    start = time.perf_counter()
+    try:
+        return run(self, inputs)
+    finally:
+        spans.append([start, time.perf_counter()])
+lr.LocalRunner._cls.run = timed_run
 m = SimpleTVM.from_onnx(onnx_path).target(json.loads(target))
 m.tune(int(trials), work, batch_size=int(batch), seed=int(seed)).compile()
 Path(spans_out).write_text(json.dumps(spans))
