@@ -45,6 +45,7 @@ from .errors import (
 from .events import (
     Event,
     HeartbeatReceived,
+    HeartbeatsReceived,
     JobCancelled,
     JobSubmitted,
     LeaseExpired,
@@ -70,6 +71,7 @@ __all__ = [
     "Event",
     "Exclusivity",
     "HeartbeatReceived",
+    "HeartbeatsReceived",
     "Host",
     "InvalidTransition",
     "InvariantViolation",

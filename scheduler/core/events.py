@@ -18,6 +18,7 @@ __all__ = [
     "EVENT_TYPES",
     "Event",
     "HeartbeatReceived",
+    "HeartbeatsReceived",
     "JobCancelled",
     "JobSubmitted",
     "LeaseExpired",
@@ -62,6 +63,23 @@ class HeartbeatReceived:
     foreign_load: float = 0.0
     gpu_util: tuple[float, ...] = ()
     cause: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatsReceived:
+    """The heartbeats of several runners since the last one (the daemon logs one such event
+    a clock tick instead of one per heartbeat): each runner's latest foreign load and GPU
+    utilisation, in `runner_ids` order. Handled as each of them in turn."""
+
+    runner_ids: tuple[str, ...] = ()
+    foreign_loads: tuple[float, ...] = ()
+    gpu_utils: tuple[tuple[float, ...], ...] = ()
+    cause: str = ""
+
+    def __post_init__(self) -> None:
+        if not len(self.runner_ids) == len(self.foreign_loads) == len(self.gpu_utils):
+            raise ValueError("HeartbeatsReceived needs one foreign load and one GPU "
+                             "utilisation per runner id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +139,13 @@ class Tick:
     cause: str = ""
 
 
-Event = (RunnerRegistered | RunnerLost | HeartbeatReceived | JobSubmitted | JobCancelled
-         | StageFinished | StageFailed | LeaseExpired | Tick)
+Event = (RunnerRegistered | RunnerLost | HeartbeatReceived | HeartbeatsReceived | JobSubmitted
+         | JobCancelled | StageFinished | StageFailed | LeaseExpired | Tick)
 
 EVENT_TYPES: Mapping[str, type] = {
     cls.__name__: cls
-    for cls in (RunnerRegistered, RunnerLost, HeartbeatReceived, JobSubmitted, JobCancelled,
-                StageFinished, StageFailed, LeaseExpired, Tick)
+    for cls in (RunnerRegistered, RunnerLost, HeartbeatReceived, HeartbeatsReceived,
+                JobSubmitted, JobCancelled, StageFinished, StageFailed, LeaseExpired, Tick)
 }
 
 
@@ -152,9 +170,11 @@ def event_from_dict(data: Mapping[str, Any]) -> Event:
     if cls is None:
         raise ConfigError(f"unknown event type {data.get('type')!r}")
     kwargs = {k: v for k, v in data.items() if k != "type"}
-    for name in ("cores", "gpus", "target_kinds", "gpu_util"):
+    for name in ("cores", "gpus", "target_kinds", "gpu_util", "runner_ids", "foreign_loads"):
         if name in kwargs:
             kwargs[name] = tuple(kwargs[name])
+    if "gpu_utils" in kwargs:
+        kwargs["gpu_utils"] = tuple(tuple(u) for u in kwargs["gpu_utils"])
     if cls is JobSubmitted:
         kwargs["spec"] = JobSpec.from_dict(kwargs["spec"])
     return cls(**kwargs)

@@ -31,6 +31,7 @@ from .estimates import BENCHMARK, Estimates
 from .events import (
     Event,
     HeartbeatReceived,
+    HeartbeatsReceived,
     JobCancelled,
     JobSubmitted,
     LeaseExpired,
@@ -86,6 +87,7 @@ class SchedulerState:
             RunnerRegistered: self._on_runner_registered,
             RunnerLost: self._on_runner_lost,
             HeartbeatReceived: self._on_heartbeat,
+            HeartbeatsReceived: self._on_heartbeats,
             JobSubmitted: self._on_job_submitted,
             JobCancelled: self._on_job_cancelled,
             StageFinished: self._on_stage_finished,
@@ -196,6 +198,10 @@ class SchedulerState:
                 self.leases[lease_id] = self.leases[lease_id].extended(now + ttl)
         if host.ready:
             self._dirty[host.host_id] = None
+
+    def _on_heartbeats(self, ev: HeartbeatsReceived, now: float, out: list[Command]) -> None:
+        for beat in zip(ev.runner_ids, ev.foreign_loads, ev.gpu_utils, strict=True):
+            self._on_heartbeat(HeartbeatReceived(*beat, cause=ev.cause), now, out)
 
     # ---------------------------------------------------------------- jobs
 

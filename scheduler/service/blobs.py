@@ -1,9 +1,11 @@
-"""Per-job files kept by the daemon beside its SQLite file.
+"""Per-job files kept by the daemon beside its SQLite file, in STATE-blobs/ (for the state file
+scheduler.db: scheduler-blobs/):
 
-    blobs/JOB/model.onnx        the uploaded model (absent for zoo models)
-    blobs/JOB/state.tar.gz      the job's latest committed state (after extract / each learn)
-    blobs/JOB/model.tar.gz      model/ as the extract stage left it (sent once)
-    blobs/JOB/result.tar.gz     result/ of the compile stage
+    scheduler-blobs/JOB/model.onnx        the uploaded model (absent for zoo models)
+    scheduler-blobs/JOB/state.tar.gz      the job's latest committed state (after extract and
+                                          each learn)
+    scheduler-blobs/JOB/model.tar.gz      model/ as the extract stage left it (sent once)
+    scheduler-blobs/JOB/result.tar.gz     result/ of the compile stage
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from typing import Any
 from scheduler.core import (
     Command,
     HeartbeatReceived,
+    HeartbeatsReceived,
     JobCancelled,
     JobSubmitted,
     RunnerLost,
@@ -73,6 +74,8 @@ class Daemon:
         self.stopping = threading.Event()
         self._clock_thread: threading.Thread | None = None
         self._restored_runners: dict[str, float] = {}
+        # heartbeats not yet told to the core: runner -> (foreign load, GPU utilisation)
+        self._beats: dict[str, tuple[float, tuple[float, ...]]] = {}
         self._recover()
 
     # ------------------------------------------------------------------ life cycle
@@ -131,6 +134,7 @@ class Daemon:
         if self.stopping.is_set():
             return
         with self.lock:
+            self._flush_heartbeats()  # leases extended before the Tick may expire them
             now = self.config.clock()
             timeout = self.config.runner_timeout_s
             lost = [link.runner_id for link in self.links.silent(now, timeout)]
@@ -149,8 +153,9 @@ class Daemon:
             self._handle(Tick(cause="clock"))
 
     # ------------------------------------------------------------------ the core
-    def _handle(self, event: Any) -> list[Command]:
-        """Feed one event to the core; persist it and its effects; dispatch the commands."""
+    def _handle(self, event: Any, new_job: str = "") -> list[Command]:
+        """Feed one event to the core; persist it and its effects (and `new_job`'s record, in
+        the same transaction); dispatch the commands."""
         with self.lock:
             now = self.config.clock()
             commands = self.core.handle(event, now)
@@ -161,13 +166,16 @@ class Daemon:
             with self.store.transaction() as tx:
                 seq = tx.log_event(now, event_to_dict(event))
                 changes = self.projection.apply(self.core, event, commands, now)
+                if new_job:
+                    changes.jobs.add(new_job)
                 for job_id in changes.jobs:
                     record = self.projection.jobs[job_id]
                     tx.put_job(job_id, record.request_id, record.to_dict())
                 for lease_id in changes.leases:
                     tx.put_lease(lease_id, self.projection.leases[lease_id].to_dict())
                 self._events_since_snapshot += 1
-                if self._events_since_snapshot >= self.config.snapshot_every:
+                if self._events_since_snapshot >= max(self.config.snapshot_every,
+                                                       2 * len(self.core.jobs)):
                     tx.snapshot(seq, now, self.core.snapshot())
                     self._events_since_snapshot = 0
             self.metrics.observe(self, commands, sorted(changes.leases), now,
@@ -201,9 +209,7 @@ class Daemon:
                     self.blobs.commit(staged, spec.job_id, "model.onnx")
                     record.uploaded_model = True
                 self.projection.jobs[spec.job_id] = record
-                with self.store.transaction() as tx:
-                    tx.put_job(spec.job_id, request_id, record.to_dict())
-                self._handle(JobSubmitted(spec, cause=request_id or spec.job_id))
+                self._handle(JobSubmitted(spec, cause=request_id or spec.job_id), spec.job_id)
                 return record
         finally:
             if staged is not None:
@@ -284,12 +290,38 @@ class Daemon:
                 return
             link.last_seen = self.config.clock()
             link.foreign_load = foreign_load
-            # logged like any event: replay must see lease extensions to expire the same leases
-            self._handle(HeartbeatReceived(link.runner_id, foreign_load, gpu_util))
+            if self._crosses_threshold(link.runner_id, foreign_load):  # may start or hold a
+                self._beats.pop(link.runner_id, None)  # profile: at once
+                self._handle(HeartbeatReceived(link.runner_id, foreign_load, gpu_util))
+            else:  # only extends leases: with the others at the next tick, one logged event
+                self._beats[link.runner_id] = (foreign_load, gpu_util)
             for lease_id in live_leases:  # nothing runs unscheduled: not one revoked while
                 lease = self.core.leases.get(lease_id)  # its stage started, nor one from
                 if lease is None or lease.holder != link.runner_id:  # before a restart
                     self.links.revoke_stray(link, lease_id)
+
+    def _crosses_threshold(self, runner_id: str, foreign_load: float) -> bool:
+        """Whether this load puts the runner's host on the other side of the foreign load
+        threshold from where the core has it."""
+        runner = self.core.runners.get(runner_id)
+        if runner is None:
+            return False
+        threshold = self.core.config.foreign_load_threshold
+        return (foreign_load > threshold) != (self.core.hosts[runner.host_id].foreign_load
+                                               > threshold)
+
+    def _flush_heartbeats(self) -> None:
+        """Tell the core the heartbeats heard since the last tick, as one logged event
+        (replay must see lease extensions to expire the same leases): at 1,000 runners a
+        heartbeat each 2 s is 500 SQLite transactions a second, one a tick this way."""
+        if not self._beats:
+            return
+        beats = {r: b for r, b in self._beats.items() if r in self.core.runners}
+        self._beats = {}
+        if not beats:
+            return
+        self._handle(HeartbeatsReceived(tuple(beats), tuple(b[0] for b in beats.values()),
+                                        tuple(b[1] for b in beats.values()), cause="tick"))
 
     def runner_paused(self, link: RunnerLink, lease_id: str) -> None:
         """The runner confirms the stage under `lease_id` is stopped (or not running there)."""

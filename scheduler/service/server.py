@@ -23,11 +23,13 @@ SERVICES = ("tunesched.v1.Scheduler", "tunesched.v1.RunnerChannel")
 
 
 def create_server(daemon: Daemon, address: str, tls: tuple[bytes, bytes] | None = None,
-                  max_workers: int = 1024) -> tuple[grpc.Server, int]:
+                  max_workers: int = 4096) -> tuple[grpc.Server, int]:
     """A server bound to `address` ("host:0" picks a port); returns it and its port.
 
-    Every runner stream and every watcher holds a server thread for its lifetime, so the pool
-    is sized for hundreds of them (threads are created on demand). `tls` is (key, cert) PEM.
+    Every runner stream and every watcher holds a server thread for its lifetime (and a
+    runner stream a reader thread besides), so the pool is sized for a thousand runners with
+    their watchers and calls (threads are created on demand; an RPC beyond the pool is
+    RESOURCE_EXHAUSTED). `tls` is (key, cert) PEM.
     """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),

@@ -260,11 +260,11 @@ class RunnerChannelServicer(pb_grpc.RunnerChannelServicer):
         yield pb.SchedulerMessage(registered=pb.Registered(
             runner_id=link.runner_id,
             heartbeat_interval_s=self.daemon.config.heartbeat_interval_s))
+        # blocks until a message or the None that ends the stream (the reader, link.close and
+        # the RPC's end each put one): a thousand idle streams cost no wake-ups
+        context.add_callback(lambda: link.outbox.put(None))
         while context.is_active() and link.connected:
-            try:
-                msg = link.outbox.get(timeout=0.5)
-            except queue.Empty:
-                continue
+            msg = link.outbox.get()
             if msg is None:
                 break
             yield msg

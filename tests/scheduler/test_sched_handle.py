@@ -19,6 +19,7 @@ from sched_helpers import (
 from scheduler.core import (
     Command,
     HeartbeatReceived,
+    HeartbeatsReceived,
     JobCancelled,
     JobRejected,
     JobStateChanged,
@@ -300,6 +301,27 @@ def test_foreign_load_defers_profiles() -> None:
     out = feed(s, HeartbeatReceived("r1", foreign_load=0.1), 5.0)
     assert out == [start_cmd(4, "r1", "h1", "j1", 4, "profile", 0, (0, 1), 1024, 5.0,
                              exclusive=HOST)]
+
+
+def test_batched_heartbeats_are_each_runners_heartbeat_in_turn() -> None:
+    s = make_state(lease_ttl_s=10.0)
+    feed(s, llvm_runner(cores=2), 0.0)
+    feed(s, llvm_runner("r2", "h2", cores=2), 0.0)
+    e = starts(feed(s, submit("j1", trials=32), 0.0))[0]
+    sr = starts(feed(s, finished(e), 1.0))[0]
+    b = starts(feed(s, finished(sr), 2.0))[0]
+    loaded = HeartbeatsReceived(("r1", "r2", "ghost"), (0.5, 0.9, 0.0), ((), (0.5,), ()))
+    assert feed(s, loaded, 2.5) == []  # an unknown runner is skipped
+    assert (s.hosts["h1"].foreign_load, s.hosts["h2"].gpu_util) == (0.5, (0.5,))
+    assert s.leases[b.lease.lease_id].expiry == 12.5  # the build's lease, extended
+    assert feed(s, finished(b), 3.0) == []  # profile deferred: foreign load 0.5 > 0.25
+    still = HeartbeatsReceived(("r1",), (0.3,), ((),))
+    assert feed(s, still, 4.0) == []  # above the threshold still: nothing to place
+    out = feed(s, HeartbeatsReceived(("r2", "r1"), (0.0, 0.1), ((), ())), 5.0)
+    assert out == [start_cmd(4, "r1", "h1", "j1", 4, "profile", 0, (0, 1), 1024, 5.0,
+                             expiry=15.0, exclusive=HOST)]
+    with pytest.raises(ValueError):  # the log never holds such an event; refuse, don't guess
+        HeartbeatsReceived(("r1",), (), ())
 
 
 def test_results_under_dead_leases_or_stale_epochs_are_rejected() -> None:

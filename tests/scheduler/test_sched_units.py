@@ -13,6 +13,7 @@ from scheduler.core import (
     ConfigError,
     Exclusivity,
     HeartbeatReceived,
+    HeartbeatsReceived,
     InvalidTransition,
     InvariantViolation,
     JobCancelled,
@@ -174,6 +175,7 @@ def test_exception_tree() -> None:
 EVENTS = [
     RunnerRegistered("r1", "h1", (0, 1), (0,), 1024, ("llvm", "cuda"), cause="c1"),
     RunnerLost("r1"), HeartbeatReceived("r1", 0.3, (0.5,)),
+    HeartbeatsReceived(("r1", "r2"), (0.3, 0.0), ((0.5,), ()), cause="tick"),
     JobSubmitted(mock_spec("j", "cuda", user="u", priority=2, trials=64, batch_size=16,
                            latency_goal_us=5.0, demand_overrides={"search": {"max_cores": 2}},
                            cpu_profile_exclusivity="cores")),
