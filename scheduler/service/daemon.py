@@ -52,6 +52,7 @@ from simpletvm.targets import on_host
 log = logging.getLogger(__name__)
 
 SHUTTING_DOWN = "the scheduler is shutting down: retry after it restarts"
+SLOW_EVENT_S = 0.25  # an event held the lock this long: logged with where the time went
 
 
 class Daemon:
@@ -157,6 +158,7 @@ class Daemon:
         """Feed one event to the core; persist it and its effects (and `new_job`'s record, in
         the same transaction); dispatch the commands."""
         with self.lock:
+            entered = time.perf_counter()
             now = self.config.clock()
             commands = self.core.handle(event, now)
             self.metrics.core_changed(self.core, now)
@@ -178,11 +180,16 @@ class Daemon:
                                                        2 * len(self.core.jobs)):
                     tx.snapshot(seq, now, self.core.snapshot())
                     self._events_since_snapshot = 0
-            self.metrics.observe(self, commands, sorted(changes.leases), now,
-                                 time.perf_counter() - began)
+            committed = time.perf_counter()
+            self.metrics.observe(self, commands, sorted(changes.leases), now, committed - began)
             self.links.dispatch(commands, now)
             for job_id in changes.jobs:
                 self.watchers.notify(self.projection.jobs[job_id], now)
+            if (done := time.perf_counter()) - entered > SLOW_EVENT_S:
+                log.warning("%s took %.0f ms under the lock: core %.0f, SQLite %.0f, dispatch "
+                            "%.0f", type(event).__name__, 1e3 * (done - entered),
+                            1e3 * (began - entered), 1e3 * (committed - began),
+                            1e3 * (done - committed))
             return commands
 
     def _snapshot(self, now: float) -> None:

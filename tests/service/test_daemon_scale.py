@@ -107,3 +107,18 @@ def test_snapshots_come_two_events_a_job_apart_and_replay_after_one_is_exact(
     assert json.dumps(replayed, sort_keys=True) == json.dumps(live, sort_keys=True)
     recovered.stop()
     daemon.stop()
+
+
+def test_an_event_that_holds_the_lock_too_long_is_logged_with_where_the_time_went(
+        tmp_path: Path, monkeypatch, caplog) -> None:
+    daemon = Daemon(DaemonConfig(tmp_path / "s.db"))
+    try:
+        with caplog.at_level("WARNING", logger="scheduler.service.daemon"):
+            daemon.submit(SPEC, b"")  # fast: nothing logged
+            assert not [r for r in caplog.records if "under the lock" in r.getMessage()]
+            monkeypatch.setattr("scheduler.service.daemon.SLOW_EVENT_S", 0.0)
+            daemon.submit(SPEC, b"")
+        [line] = [r.getMessage() for r in caplog.records if "under the lock" in r.getMessage()]
+        assert line.startswith("JobSubmitted took ") and "core" in line and "SQLite" in line
+    finally:
+        daemon.stop()
