@@ -63,6 +63,7 @@ p99 ms" is each request's wall time (connect to last byte) as the poller saw it.
 from __future__ import annotations
 
 import argparse
+import collections
 import itertools
 import json
 import logging
@@ -316,7 +317,9 @@ def run_case(runners: int, quick: bool, tmp: Path, work: Path, agent_procs: int,
             with ThreadPoolExecutor(8) as pool:
                 ids = list(pool.map(lambda k: client.submit(JobSpec(
                     model=MODEL, target=TARGET, trials=plan["trials"],
-                    batch_size=plan["batch"], name=f"j{k}")).job_id, range(n_jobs)))
+                    batch_size=plan["batch"], name=f"j{k}",
+                    # every job does the same work: none skips what an earlier one recorded
+                    fresh=True)).job_id, range(n_jobs)))
             submit_s = time.time() - t0
             if dashboards:
                 pollers = Dashboards(base, dashboards, ids[0])
@@ -356,6 +359,8 @@ def run_case(runners: int, quick: bool, tmp: Path, work: Path, agent_procs: int,
     return {
         "runners": runners, "dashboards": dashboards, "jobs": n_jobs,
         "jobs done": f"{sum(j.state == 'done' for j in jobs)}/{n_jobs}", "leases": len(leases),
+        "leases/job": "{}-{}".format(*(lambda n: (min(n), max(n)))(
+            collections.Counter(x["job_id"] for x in leases).values())),
         "submit s": submit_s, "makespan s": makespan,
         "ideal s": ideal, "mk/ideal": makespan / ideal, "ideal@0 s": ideal0,
         "mk/ideal@0": makespan / ideal0, "grant p50 ms": pct(lat["total"], 50),
