@@ -106,8 +106,8 @@ QUICK = {"seconds": {"extract": 0.3, "search": 1.5, "build": 1.5, "profile": 1.2
 JITTER = 0.2  # each stage's time varies by up to +-20% around the plan's (see stage_seconds)
 MODEL = "zoo:conv2d"  # the smallest zoo model (9 KB): state bundles stay small
 
-COLUMNS = ["runners", "dashboards", "jobs done", "leases", "submit s", "makespan s", "ideal s",
-           "mk/ideal", "ideal@0 s", "mk/ideal@0",
+COLUMNS = ["runners", "dashboards", "jobs done", "leases", "leases/job", "submit s", "makespan s",
+           "ideal s", "mk/ideal", "ideal@0 s", "mk/ideal@0",
            "grant p50 ms", "grant p99 ms", "grant max ms", "up p50 ms", "down p50 ms",
            "overrun p99 ms", "daemon CPU s", "daemon CPU %", "idle CPU %", "peak RSS MiB",
            "runners CPU s", "api requests", "api p50 ms", "api p99 ms"]
